@@ -1,0 +1,59 @@
+# Production AI Trade-offs — the two commands a newcomer needs are `make lab` and `make test`.
+# Everything is idempotent: the venv is (re)installed only when pyproject.toml changes, and the
+# model cache is built once (tradeoffs models prepare returns at once when it is complete).
+
+SHELL      := /bin/bash
+PYTHON     ?= $(shell command -v python3.11 || command -v python3)
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.tradeoffs-installed
+PYTEST_ARGS ?=
+WORKERS    ?= 2
+SUBMISSIONS ?= submitted
+
+.PHONY: help install models lab test run release grade benchmarks clean
+
+help:
+	@echo "make lab         set up (first time: a few minutes) and open JupyterLab"
+	@echo "make test        set up and run the whole test suite"
+	@echo "make run         execute every lab's solution at full size into build/"
+	@echo "make release     regenerate labs/ (student versions) from solutions/ with nbgrader"
+	@echo "make grade       autograde SUBMISSIONS=folder (one sub-folder per student)"
+	@echo "make benchmarks  run benchmarks/ and update docs/benchmarks.md"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+models: $(STAMP)
+	@$(BIN)/tradeoffs models prepare
+
+lab: models
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
+		$(BIN)/jupyter lab --notebook-dir=. notebooks/00_start_here.ipynb; \
+	else \
+		echo "No display found: starting JupyterLab without a browser; open the URL it prints."; \
+		$(BIN)/jupyter lab --no-browser --notebook-dir=. ; \
+	fi
+
+test: models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: models
+	$(BIN)/tradeoffs run
+
+release: $(STAMP)
+	$(BIN)/tradeoffs release
+
+grade: models
+	$(BIN)/tradeoffs grade $(SUBMISSIONS) --workers $(WORKERS)
+
+benchmarks: models
+	$(BIN)/python benchmarks/models.py
+
+clean:
+	rm -rf build .pytest_cache
