@@ -1,0 +1,434 @@
+"""Discrete-event simulation of a single model server: arrivals, a batching policy, and service
+times measured on this machine.
+
+The simulator answers the what-ifs a live server cannot: 10x the traffic, a GPU's batch curve, a
+different ``max_wait``. It is validated two ways: against queueing theory (M/M/1 and M/D/1 mean
+waits, in the tests) and, in lab 4, against the kit's live server.
+
+Three policies:
+
+* :class:`NoBatching` — one request at a time (``max_batch_size=1``): the naive real-time server.
+* :class:`MaxBatchWait` — dynamic batching: when the server is free, start as soon as
+  ``max_batch_size`` requests wait, or when the oldest has waited ``max_wait_s``.
+* :class:`Continuous` — iteration-level (continuous) batching for generation: every decode step
+  runs the active set; waiting requests join at step boundaries and leave when their tokens are done.
+
+Examples
+--------
+>>> curve = ServiceCurve([1, 8], [0.010, 0.024])
+>>> arrivals = poisson_arrivals(rate=50, n=2000, seed=0)
+>>> naive = simulate(arrivals, NoBatching(), curve)
+>>> batched = simulate(arrivals, MaxBatchWait(8, 0.005), curve)
+>>> summarise(batched)["p99_s"] < summarise(naive)["p99_s"]
+True
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+DISTRIBUTIONS = ("deterministic", "exponential")
+
+
+# --------------------------------------------------------------------------------------------
+# Service times
+# --------------------------------------------------------------------------------------------
+class ServiceCurve:
+    """Seconds to serve one batch (or one decode step) as a function of batch size.
+
+    Built from measured points and interpolated linearly between them; beyond the largest measured
+    size it extrapolates with the slope of the last segment (a conservative choice: real curves
+    bend upward once compute-bound).
+
+    Parameters
+    ----------
+    batch_sizes : sequence of int
+        Measured batch sizes, strictly increasing, >= 1.
+    seconds : sequence of float
+        Measured seconds per batch at those sizes (e.g. medians from ``tradeoffs.measure``).
+    distribution : {"deterministic", "exponential"}
+        How a single service time varies around the curve's mean. Measured servers are close to
+        deterministic; "exponential" exists to check the simulator against M/M/1 theory.
+
+    Examples
+    --------
+    >>> c = ServiceCurve([1, 4], [0.01, 0.016])
+    >>> round(c.mean(2), 4), round(c.mean(8), 4)
+    (0.012, 0.024)
+    """
+
+    def __init__(self, batch_sizes: Sequence[int], seconds: Sequence[float], distribution: str = "deterministic"):
+        sizes = np.asarray(batch_sizes, dtype=float)
+        secs = np.asarray(seconds, dtype=float)
+        if sizes.ndim != 1 or sizes.size == 0 or sizes.shape != secs.shape:
+            raise ValueError("batch_sizes and seconds must be non-empty 1-D sequences of the same length")
+        if np.any(sizes < 1) or np.any(np.diff(sizes) <= 0):
+            raise ValueError(f"batch_sizes must be >= 1 and strictly increasing, got {list(batch_sizes)}")
+        if np.any(~np.isfinite(secs)) or np.any(secs <= 0):
+            raise ValueError(f"seconds must be positive and finite, got {list(seconds)}")
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+        self.batch_sizes, self.seconds, self.distribution = sizes, secs, distribution
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, size_col: str = "batch_size", seconds_col: str = "seconds",
+                   distribution: str = "deterministic") -> "ServiceCurve":
+        """Build a curve from a timing table (one row per batch size)."""
+        missing = {size_col, seconds_col} - set(table.columns)
+        if missing:
+            raise ValueError(f"timing table lacks column(s) {sorted(missing)}; it has {list(table.columns)}")
+        t = table.sort_values(size_col)
+        return cls(t[size_col].to_numpy(), t[seconds_col].to_numpy(), distribution)
+
+    @classmethod
+    def constant(cls, seconds: float, distribution: str = "deterministic") -> "ServiceCurve":
+        """The same time whatever the batch size (a single-request server)."""
+        return cls([1, 2], [seconds, seconds], distribution)
+
+    def mean(self, batch_size: int) -> float:
+        """Mean seconds for one batch of ``batch_size``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        s, t = self.batch_sizes, self.seconds
+        if s.size == 1:
+            return float(t[0] * batch_size / s[0]) if batch_size > s[0] else float(t[0])
+        if batch_size <= s[-1]:
+            return float(np.interp(batch_size, s, t))
+        slope = (t[-1] - t[-2]) / (s[-1] - s[-2])
+        return float(t[-1] + max(slope, 0.0) * (batch_size - s[-1]))
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> float:
+        m = self.mean(batch_size)
+        return m if self.distribution == "deterministic" else float(rng.exponential(m))
+
+    def throughput(self, batch_size: int) -> float:
+        """Items per second when every batch is full."""
+        return batch_size / self.mean(batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Arrivals
+# --------------------------------------------------------------------------------------------
+def poisson_arrivals(rate: float, n: int | None = None, duration: float | None = None, seed: int = 0) -> np.ndarray:
+    """Arrival times (seconds, sorted) of a Poisson process with ``rate`` requests/s.
+
+    Give exactly one of ``n`` (number of arrivals) or ``duration`` (seconds).
+
+    Examples
+    --------
+    >>> a = poisson_arrivals(10.0, n=5, seed=1)
+    >>> len(a), bool(np.all(np.diff(a) > 0))
+    (5, True)
+    """
+    if not rate > 0:
+        raise ValueError(f"rate must be positive (requests/s), got {rate}")
+    if (n is None) == (duration is None):
+        raise ValueError("give exactly one of n= (arrivals) or duration= (seconds)")
+    rng = np.random.default_rng(seed)
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        return np.cumsum(rng.exponential(1.0 / rate, size=int(n)))
+    if duration <= 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    k = rng.poisson(rate * duration)
+    return np.sort(rng.uniform(0.0, duration, size=k))
+
+
+def arrivals_from_timestamps(timestamps, speedup: float = 1.0) -> np.ndarray:
+    """Seconds since the first request for a column of timestamps, optionally compressed in time
+    (``speedup=60`` replays an hour of traffic in a minute)."""
+    if speedup <= 0:
+        raise ValueError(f"speedup must be positive, got {speedup}")
+    ts = pd.to_datetime(pd.Series(timestamps)).sort_values()
+    if ts.empty:
+        raise ValueError("no timestamps given")
+    return ((ts - ts.iloc[0]).dt.total_seconds().to_numpy()) / speedup
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaxBatchWait:
+    """Dynamic batching: start when ``max_batch_size`` wait, or when the oldest waited ``max_wait_s``."""
+
+    max_batch_size: int
+    max_wait_s: float
+
+    def __post_init__(self) -> None:
+        if int(self.max_batch_size) != self.max_batch_size or self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size}")
+        if self.max_wait_s < 0:
+            raise ValueError(f"max_wait_s must be >= 0, got {self.max_wait_s}")
+
+    def start_time(self, free_at: float, queued: Sequence[float], upcoming: Sequence[float]) -> tuple[float, int]:
+        """The policy step: when does the next batch start, and how many requests does it take?
+
+        Parameters
+        ----------
+        free_at : float
+            When the server is free.
+        queued : sequence of float
+            Arrival times of the requests already waiting at ``free_at`` (oldest first, non-empty).
+        upcoming : sequence of float
+            Arrival times after ``free_at`` (sorted).
+
+        Returns
+        -------
+        (start, size) : the batch start time (>= free_at) and its size (<= max_batch_size).
+
+        Examples
+        --------
+        >>> MaxBatchWait(4, 0.010).start_time(1.000, [0.995], [1.002, 1.003, 1.004])
+        (1.004, 4)
+        >>> MaxBatchWait(4, 0.010).start_time(1.000, [0.995], [1.002, 1.003, 1.030])
+        (1.005, 3)
+        >>> MaxBatchWait(4, 0.010).start_time(1.000, [0.995], [1.030])
+        (1.005, 1)
+        """
+        if len(queued) == 0:
+            raise ValueError("start_time needs at least one queued request")
+        b = self.max_batch_size
+        if len(queued) >= b:
+            return free_at, b
+        deadline = max(free_at, queued[0] + self.max_wait_s)
+        missing = b - len(queued)
+        fill_time = upcoming[missing - 1] if len(upcoming) >= missing else np.inf
+        start = max(free_at, min(deadline, fill_time))
+        arrived = bisect.bisect_right(list(upcoming), start)
+        return float(start), int(min(b, len(queued) + arrived))
+
+
+def NoBatching() -> MaxBatchWait:
+    """The naive real-time server: one request at a time, never waits."""
+    return MaxBatchWait(1, 0.0)
+
+
+@dataclass(frozen=True)
+class Continuous:
+    """Iteration-level batching: up to ``max_batch_size`` requests decode together, one step at a
+    time; new requests join at the next step boundary, finished ones leave at once."""
+
+    max_batch_size: int
+
+    def __post_init__(self) -> None:
+        if int(self.max_batch_size) != self.max_batch_size or self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size}")
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+def _validate_arrivals(arrivals) -> np.ndarray:
+    a = np.asarray(arrivals, dtype=float)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError("arrivals must be a non-empty 1-D array of times in seconds")
+    if np.any(~np.isfinite(a)) or np.any(np.diff(a) < 0):
+        raise ValueError("arrivals must be finite and sorted in time")
+    return a
+
+
+def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0) -> pd.DataFrame:
+    """Run the server over the arrivals and return one row per request.
+
+    Parameters
+    ----------
+    arrivals : array-like of float
+        Sorted arrival times in seconds.
+    policy : MaxBatchWait | Continuous
+    curve : ServiceCurve
+        For :class:`MaxBatchWait`, seconds per *batch*; for :class:`Continuous`, seconds per
+        *decode step* of the active batch.
+    steps : int or array-like of int, optional
+        Decode steps (tokens) per request, for :class:`Continuous` only (default 1).
+    seed : int
+        Seed for stochastic service times.
+
+    Returns
+    -------
+    DataFrame with columns ``arrival``, ``start``, ``finish``, ``wait``, ``latency`` (seconds) and
+    ``batch_size`` (size of the batch that started the request).
+    """
+    a = _validate_arrivals(arrivals)
+    rng = np.random.default_rng(seed)
+    if isinstance(policy, MaxBatchWait):
+        if steps is not None:
+            raise ValueError("steps= applies to the Continuous policy only")
+        return _simulate_batches(a, policy, curve, rng)
+    if isinstance(policy, Continuous):
+        k = np.ones(a.size, dtype=int) if steps is None else np.broadcast_to(np.asarray(steps, dtype=int), a.shape)
+        if np.any(k < 1):
+            raise ValueError("every request needs at least one step")
+        return _simulate_continuous(a, policy, curve, k, rng)
+    raise TypeError(f"unknown policy {policy!r}; use NoBatching(), MaxBatchWait(...) or Continuous(...)")
+
+
+def _simulate_batches(a: np.ndarray, policy: MaxBatchWait, curve: ServiceCurve, rng) -> pd.DataFrame:
+    n = a.size
+    start = np.empty(n)
+    finish = np.empty(n)
+    bsize = np.empty(n, dtype=int)
+    free_at = 0.0
+    i = 0  # first request not yet served
+    while i < n:
+        free_at = max(free_at, a[i])
+        queued_end = bisect.bisect_right(a, free_at, lo=i)
+        upcoming = a[queued_end:queued_end + policy.max_batch_size]
+        t0, size = policy.start_time(free_at, a[i:queued_end], upcoming)
+        service = curve.sample(size, rng)
+        start[i:i + size] = t0
+        finish[i:i + size] = t0 + service
+        bsize[i:i + size] = size
+        free_at = t0 + service
+        i += size
+    return _frame(a, start, finish, bsize)
+
+
+def _simulate_continuous(a: np.ndarray, policy: Continuous, curve: ServiceCurve, k: np.ndarray, rng) -> pd.DataFrame:
+    n = a.size
+    start = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    bsize = np.zeros(n, dtype=int)
+    remaining = k.astype(int).copy()
+    active: list[int] = []
+    waiting: deque[int] = deque()
+    t = 0.0
+    nxt = 0
+    done = 0
+    while done < n:
+        while nxt < n and a[nxt] <= t:
+            waiting.append(nxt)
+            nxt += 1
+        if not active and not waiting:
+            t = a[nxt]
+            continue
+        while waiting and len(active) < policy.max_batch_size:
+            r = waiting.popleft()
+            active.append(r)
+            start[r] = t
+        bsize[[r for r in active if bsize[r] == 0]] = len(active)
+        t += curve.sample(len(active), rng)
+        still = []
+        for r in active:
+            remaining[r] -= 1
+            if remaining[r] == 0:
+                finish[r] = t
+                done += 1
+            else:
+                still.append(r)
+        active = still
+    return _frame(a, start, finish, bsize)
+
+
+def _frame(a, start, finish, bsize) -> pd.DataFrame:
+    return pd.DataFrame({"arrival": a, "start": start, "finish": finish, "wait": start - a,
+                         "latency": finish - a, "batch_size": bsize})
+
+
+def _busy_time(start: np.ndarray, finish: np.ndarray) -> float:
+    """Length of the union of the [start, finish] intervals: the time the server had work."""
+    order = np.argsort(start)
+    total, cur_s, cur_f = 0.0, None, None
+    for s, f in zip(start[order], finish[order]):
+        if cur_f is None or s > cur_f:
+            if cur_f is not None:
+                total += cur_f - cur_s
+            cur_s, cur_f = s, f
+        else:
+            cur_f = max(cur_f, f)
+    return total + (cur_f - cur_s if cur_f is not None else 0.0)
+
+
+def summarise(result: pd.DataFrame, warmup_fraction: float = 0.1) -> dict[str, float]:
+    """Latency percentiles, throughput and mean batch of a simulation, after dropping the first
+    ``warmup_fraction`` of requests (the empty-system transient).
+
+    Examples
+    --------
+    >>> r = simulate(poisson_arrivals(5.0, n=500, seed=0), NoBatching(), ServiceCurve.constant(0.05))
+    >>> s = summarise(r)
+    >>> s["p50_s"] > 0.049 and 0 < s["utilisation"] < 1
+    True
+    """
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+    r = result.iloc[int(len(result) * warmup_fraction):]
+    if r.empty:
+        raise ValueError("no requests left after the warm-up cut")
+    span = r["finish"].max() - r["arrival"].min()
+    busy = _busy_time(r["start"].to_numpy(), r["finish"].to_numpy())
+    lat = r["latency"].to_numpy()
+    return {
+        "requests": float(len(r)),
+        "mean_wait_s": float(r["wait"].mean()),
+        "mean_latency_s": float(lat.mean()),
+        "p50_s": float(np.percentile(lat, 50)),
+        "p90_s": float(np.percentile(lat, 90)),
+        "p99_s": float(np.percentile(lat, 99)),
+        "throughput_per_s": float(len(r) / span) if span > 0 else float("nan"),
+        "mean_batch_size": float(r["batch_size"].mean()),
+        "utilisation": float(min(busy / span, 1.0)) if span > 0 else float("nan"),
+    }
+
+
+def sweep(rates: Sequence[float], policies: dict[str, object], curve: ServiceCurve, n: int = 2000,
+          seed: int = 0, steps=None) -> pd.DataFrame:
+    """Simulate every policy at every offered load; one row per (policy, rate)."""
+    rows = []
+    for rate in rates:
+        arrivals = poisson_arrivals(rate, n=n, seed=seed)
+        for name, policy in policies.items():
+            kwargs = {"steps": steps} if isinstance(policy, Continuous) else {}
+            rows.append({"policy": name, "offered_rate": float(rate),
+                         **summarise(simulate(arrivals, policy, curve, seed=seed, **kwargs))})
+    return pd.DataFrame(rows)
+
+
+def max_rate_under_slo(curve: ServiceCurve, policy, slo_p99_s: float, low: float = 0.1,
+                       high: float | None = None, n: int = 3000, seed: int = 0, steps=None,
+                       tol: float = 0.02) -> float:
+    """Highest Poisson arrival rate (requests/s) whose simulated p99 latency meets the SLO,
+    found by bisection. Returns 0.0 if even ``low`` misses it."""
+    if slo_p99_s <= 0:
+        raise ValueError(f"slo_p99_s must be positive, got {slo_p99_s}")
+    b = policy.max_batch_size
+    if high is None:
+        per_req = curve.mean(b) * (int(np.max(steps)) if steps is not None else 1)
+        high = 1.5 * b / per_req
+
+    def ok(rate: float) -> bool:
+        kwargs = {"steps": steps} if isinstance(policy, Continuous) else {}
+        r = simulate(poisson_arrivals(rate, n=n, seed=seed), policy, curve, seed=seed, **kwargs)
+        return summarise(r)["p99_s"] <= slo_p99_s
+
+    if not ok(low):
+        return 0.0
+    if ok(high):
+        return float(high)
+    while (high - low) / high > tol:
+        mid = (low + high) / 2
+        low, high = (mid, high) if ok(mid) else (low, mid)
+    return float(low)
+
+
+def mm1_mean_wait(rate: float, service_rate: float) -> float:
+    """Mean time in queue of an M/M/1 server: ``rho / (mu - lambda)``."""
+    rho = rate / service_rate
+    if not 0 < rho < 1:
+        raise ValueError(f"the queue is unstable: utilisation {rho:.2f} must be below 1")
+    return rho / (service_rate - rate)
+
+
+def md1_mean_wait(rate: float, service_rate: float) -> float:
+    """Mean time in queue of an M/D/1 server: ``rho / (2 mu (1 - rho))``."""
+    rho = rate / service_rate
+    if not 0 < rho < 1:
+        raise ValueError(f"the queue is unstable: utilisation {rho:.2f} must be below 1")
+    return rho / (2 * service_rate * (1 - rho))

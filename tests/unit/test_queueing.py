@@ -1,0 +1,146 @@
+"""The simulator against queueing theory and hand-worked cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradeoffs import queueing as q
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.5, 0.7])
+def test_mm1_mean_wait_matches_theory(rho):
+    mu = 10.0
+    lam = rho * mu
+    curve = q.ServiceCurve.constant(1 / mu, distribution="exponential")
+    waits = [q.summarise(q.simulate(q.poisson_arrivals(lam, n=60_000, seed=s), q.NoBatching(), curve, seed=s + 100),
+                         warmup_fraction=0.05)["mean_wait_s"] for s in range(3)]
+    assert np.mean(waits) == pytest.approx(q.mm1_mean_wait(lam, mu), rel=0.05)
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.5, 0.7])
+def test_md1_mean_wait_matches_theory(rho):
+    mu = 20.0
+    lam = rho * mu
+    curve = q.ServiceCurve.constant(1 / mu)
+    waits = [q.summarise(q.simulate(q.poisson_arrivals(lam, n=60_000, seed=s), q.NoBatching(), curve),
+                         warmup_fraction=0.05)["mean_wait_s"] for s in range(3)]
+    assert np.mean(waits) == pytest.approx(q.md1_mean_wait(lam, mu), rel=0.05)
+
+
+def test_no_batching_hand_case():
+    r = q.simulate([0.0, 0.1, 0.15, 1.0], q.NoBatching(), q.ServiceCurve.constant(0.2))
+    assert r["start"].tolist() == pytest.approx([0.0, 0.2, 0.4, 1.0])
+    assert r["finish"].tolist() == pytest.approx([0.2, 0.4, 0.6, 1.2])
+    assert (r["batch_size"] == 1).all()
+
+
+def test_max_batch_wait_hand_case():
+    # B=3, wait 0.05 s: the first batch waits for its deadline (only 2 arrive), the second fills at
+    # once, and the last request, long past its deadline, starts when the server frees at 0.72.
+    curve = q.ServiceCurve([1, 3], [0.1, 0.2])
+    r = q.simulate([0.0, 0.01, 0.5, 0.51, 0.52, 0.53], q.MaxBatchWait(3, 0.05), curve)
+    assert r["start"].tolist() == pytest.approx([0.05, 0.05, 0.52, 0.52, 0.52, 0.72])
+    assert r["batch_size"].tolist() == [2, 2, 3, 3, 3, 1]
+    assert r["finish"].iloc[0] == pytest.approx(0.05 + curve.mean(2))
+
+
+def test_policy_step_examples():
+    p = q.MaxBatchWait(4, 0.010)
+    assert p.start_time(1.0, [0.995], [1.002, 1.003, 1.004]) == (1.004, 4)
+    assert p.start_time(1.0, [0.995], [1.002, 1.003, 1.030]) == (1.005, 3)
+    assert p.start_time(1.0, [0.995], [1.030]) == (1.005, 1)
+    assert p.start_time(1.0, [0.1, 0.2, 0.3, 0.4, 0.5], []) == (1.0, 4)
+    assert p.start_time(1.0, [0.98], [1.001]) == (1.0, 1)  # oldest already past its deadline
+    with pytest.raises(ValueError):
+        p.start_time(1.0, [], [])
+
+
+def test_continuous_lets_short_requests_leave_early():
+    curve = q.ServiceCurve.constant(0.01)
+    r = q.simulate([0.0, 0.0], q.Continuous(4), curve, steps=[2, 10])
+    assert r["finish"].tolist() == pytest.approx([0.02, 0.10])
+    # A static batch would hold the short one until the long one finishes.
+    static = q.simulate([0.0, 0.0], q.MaxBatchWait(4, 0.0), q.ServiceCurve.constant(0.10))
+    assert static["finish"].iloc[0] > r["finish"].iloc[0]
+
+
+def test_continuous_joins_at_step_boundaries():
+    curve = q.ServiceCurve.constant(0.01)
+    r = q.simulate([0.0, 0.015], q.Continuous(2), curve, steps=[5, 1])
+    assert r["start"].iloc[1] == pytest.approx(0.02)
+    assert r["finish"].iloc[1] == pytest.approx(0.03)
+    assert r["finish"].iloc[0] == pytest.approx(0.05)
+
+
+def test_continuous_respects_max_batch():
+    r = q.simulate(np.zeros(5), q.Continuous(2), q.ServiceCurve.constant(0.01), steps=1)
+    assert r["batch_size"].max() == 2
+    assert r["finish"].max() == pytest.approx(0.03)
+
+
+def test_batching_beats_no_batching_under_load():
+    curve = q.ServiceCurve([1, 8, 32], [0.010, 0.020, 0.060])
+    arrivals = q.poisson_arrivals(90, n=4000, seed=1)  # 90% utilisation for the naive server
+    naive = q.summarise(q.simulate(arrivals, q.NoBatching(), curve))
+    batched = q.summarise(q.simulate(arrivals, q.MaxBatchWait(8, 0.005), curve))
+    assert batched["p99_s"] < naive["p99_s"]
+    assert batched["mean_batch_size"] > 1
+
+
+def test_summary_fields_and_utilisation():
+    r = q.simulate(q.poisson_arrivals(5.0, n=3000, seed=2), q.NoBatching(), q.ServiceCurve.constant(0.1))
+    s = q.summarise(r)
+    assert s["utilisation"] == pytest.approx(0.5, abs=0.05)
+    assert s["throughput_per_s"] == pytest.approx(5.0, rel=0.1)
+    assert s["p50_s"] <= s["p90_s"] <= s["p99_s"]
+
+
+def test_max_rate_under_slo_is_monotone_in_slo():
+    curve = q.ServiceCurve([1, 8], [0.01, 0.03])
+    tight = q.max_rate_under_slo(curve, q.MaxBatchWait(8, 0.005), slo_p99_s=0.05, n=1500)
+    loose = q.max_rate_under_slo(curve, q.MaxBatchWait(8, 0.005), slo_p99_s=0.2, n=1500)
+    assert 0 < tight <= loose
+    assert q.max_rate_under_slo(curve, q.NoBatching(), slo_p99_s=0.001, n=500) == 0.0
+
+
+def test_sweep_shape():
+    df = q.sweep([10, 50], {"naive": q.NoBatching(), "batched": q.MaxBatchWait(8, 0.01)},
+                 q.ServiceCurve([1, 8], [0.01, 0.03]), n=500)
+    assert len(df) == 4 and set(df["policy"]) == {"naive", "batched"}
+
+
+def test_service_curve_interpolates_and_extrapolates():
+    c = q.ServiceCurve([1, 4, 8], [0.01, 0.02, 0.04])
+    assert c.mean(2) == pytest.approx(0.01 + 0.01 / 3)
+    assert c.mean(16) == pytest.approx(0.08)
+    assert c.throughput(8) == pytest.approx(200)
+    t = pd.DataFrame({"batch_size": [4, 1], "seconds": [0.02, 0.01]})
+    assert q.ServiceCurve.from_table(t).mean(1) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("sizes, secs", [([], []), ([2, 1], [0.1, 0.1]), ([1], [0]), ([0, 1], [1, 1])])
+def test_service_curve_rejects_bad_points(sizes, secs):
+    with pytest.raises(ValueError):
+        q.ServiceCurve(sizes, secs)
+
+
+def test_bad_inputs_are_explained():
+    with pytest.raises(ValueError, match="sorted"):
+        q.simulate([1.0, 0.5], q.NoBatching(), q.ServiceCurve.constant(0.1))
+    with pytest.raises(ValueError, match="exactly one"):
+        q.poisson_arrivals(1.0)
+    with pytest.raises(ValueError, match="rate"):
+        q.poisson_arrivals(0, n=3)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        q.MaxBatchWait(0, 0.1)
+    with pytest.raises(ValueError, match="unstable"):
+        q.mm1_mean_wait(2, 1)
+    with pytest.raises(TypeError, match="policy"):
+        q.simulate([0.0], "fifo", q.ServiceCurve.constant(0.1))
+    with pytest.raises(ValueError, match="steps"):
+        q.simulate([0.0], q.NoBatching(), q.ServiceCurve.constant(0.1), steps=3)
+
+
+def test_arrivals_from_timestamps():
+    ts = pd.to_datetime(["2026-01-01 00:00:10", "2026-01-01 00:00:00", "2026-01-01 00:01:00"])
+    assert q.arrivals_from_timestamps(ts, speedup=10).tolist() == pytest.approx([0, 1, 6])
