@@ -196,6 +196,20 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-tensor "Loading weights" bar: a cached load takes about a second."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _ensure_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -480,7 +494,8 @@ def load_chat_model(device: str = "auto", dtype=None) -> ChatModel:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(dev)
+    with _quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(dev)
     model.eval()
     name = str(source) if os.environ.get(CHAT_HUB_ENV) else CHAT_MODEL_NAME
     ctx = int(getattr(model.config, "max_position_embeddings", 2048))
@@ -573,7 +588,8 @@ def load_embedder(device: str = "auto") -> Embedder:
     dev = pick_device(device)
     source: str | Path = os.environ.get(EMBEDDER_HUB_ENV) or embedder_dir()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModel.from_pretrained(source).to(dev)
+    with _quiet_loading():
+        model = AutoModel.from_pretrained(source).to(dev)
     model.eval()
     name = str(source) if os.environ.get(EMBEDDER_HUB_ENV) else EMBEDDER_NAME
     return Embedder(model=model, tokenizer=tokenizer, device=dev, name=name)
