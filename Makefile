@@ -32,12 +32,15 @@ install: $(STAMP)
 models: $(STAMP)
 	@$(BIN)/tradeoffs models prepare
 
+# Root (containers, CI) needs --allow-root; without a display, print the URL instead of a browser.
+JUPYTER_FLAGS := --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: models
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
-		$(BIN)/jupyter lab --notebook-dir=. notebooks/00_start_here.ipynb; \
+		$(BIN)/jupyter lab $(JUPYTER_FLAGS) notebooks/00_start_here.ipynb; \
 	else \
 		echo "No display found: starting JupyterLab without a browser; open the URL it prints."; \
-		$(BIN)/jupyter lab --no-browser --notebook-dir=. ; \
+		$(BIN)/jupyter lab --no-browser $(JUPYTER_FLAGS); \
 	fi
 
 test: models
