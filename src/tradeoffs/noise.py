@@ -1178,13 +1178,8 @@ def embed_texts(texts: Sequence[str], embedder=None, *, progress: bool = False) 
     digest = hashlib.sha256("\x1f".join(texts).encode("utf-8")).hexdigest()
     key = (str(getattr(embedder, "name", "embedder")), len(texts), digest)
     if key not in _EMBED_CACHE:
-        # Batches of similar length waste far less compute on padding; put the rows back after.
-        order = np.argsort([len(t) for t in texts], kind="stable")
         with _torch_threads_for_load():
-            vectors = embedder.encode([texts[i] for i in order], progress=progress)
-        out = np.empty_like(vectors)
-        out[order] = vectors
-        _EMBED_CACHE[key] = out
+            _EMBED_CACHE[key] = embedder.encode(texts, progress=progress)
     return _EMBED_CACHE[key].copy()
 
 
