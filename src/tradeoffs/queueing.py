@@ -235,7 +235,8 @@ def _validate_arrivals(arrivals) -> np.ndarray:
     return a
 
 
-def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0) -> pd.DataFrame:
+def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0,
+             prefill: ServiceCurve | None = None) -> pd.DataFrame:
     """Run the server over the arrivals and return one row per request.
 
     Parameters
@@ -250,23 +251,37 @@ def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0) -
         Decode steps (tokens) per request, for :class:`Continuous` only (default 1).
     seed : int
         Seed for stochastic service times.
+    prefill : ServiceCurve, optional
+        For :class:`Continuous` only: seconds to prefill the prompts of the requests that join
+        at a step boundary, as a function of how many join. The prefill produces each joiner's
+        first token (one of its ``steps``), then the whole batch decodes — the order of the kit's
+        engine (``tradeoffs.serve``). Default: no prefill cost (every step is a decode step).
 
     Returns
     -------
     DataFrame with columns ``arrival``, ``start``, ``finish``, ``wait``, ``latency`` (seconds) and
     ``batch_size`` (size of the batch that started the request).
+
+    Examples
+    --------
+    >>> r = simulate([0.0], Continuous(4), ServiceCurve.constant(0.01), steps=3,
+    ...              prefill=ServiceCurve.constant(0.5))
+    >>> round(float(r["latency"].iloc[0]), 3)   # 0.5 s prefill (token 1) + 2 decode steps
+    0.52
     """
     a = _validate_arrivals(arrivals)
     rng = np.random.default_rng(seed)
     if isinstance(policy, MaxBatchWait):
         if steps is not None:
             raise ValueError("steps= applies to the Continuous policy only")
+        if prefill is not None:
+            raise ValueError("prefill= applies to the Continuous policy only; fold it into the batch curve")
         return _simulate_batches(a, policy, curve, rng)
     if isinstance(policy, Continuous):
         k = np.ones(a.size, dtype=int) if steps is None else np.broadcast_to(np.asarray(steps, dtype=int), a.shape)
         if np.any(k < 1):
             raise ValueError("every request needs at least one step")
-        return _simulate_continuous(a, policy, curve, k, rng)
+        return _simulate_continuous(a, policy, curve, k, rng, prefill)
     raise TypeError(f"unknown policy {policy!r}; use NoBatching(), MaxBatchWait(...) or Continuous(...)")
 
 
@@ -291,7 +306,8 @@ def _simulate_batches(a: np.ndarray, policy: MaxBatchWait, curve: ServiceCurve, 
     return _frame(a, start, finish, bsize)
 
 
-def _simulate_continuous(a: np.ndarray, policy: Continuous, curve: ServiceCurve, k: np.ndarray, rng) -> pd.DataFrame:
+def _simulate_continuous(a: np.ndarray, policy: Continuous, curve: ServiceCurve, k: np.ndarray, rng,
+                         prefill: ServiceCurve | None = None) -> pd.DataFrame:
     n = a.size
     start = np.full(n, np.nan)
     finish = np.full(n, np.nan)
@@ -309,11 +325,28 @@ def _simulate_continuous(a: np.ndarray, policy: Continuous, curve: ServiceCurve,
         if not active and not waiting:
             t = a[nxt]
             continue
+        joined = []
         while waiting and len(active) < policy.max_batch_size:
             r = waiting.popleft()
             active.append(r)
+            joined.append(r)
             start[r] = t
         bsize[[r for r in active if bsize[r] == 0]] = len(active)
+        if prefill is not None and joined:
+            t += prefill.sample(len(joined), rng)
+            new = set(joined)
+            kept = []
+            for r in active:
+                if r in new:
+                    remaining[r] -= 1  # the prefill yields the first token
+                    if remaining[r] == 0:
+                        finish[r] = t
+                        done += 1
+                        continue
+                kept.append(r)
+            active = kept
+            if not active:
+                continue
         t += curve.sample(len(active), rng)
         still = []
         for r in active:
@@ -379,13 +412,15 @@ def summarise(result: pd.DataFrame, warmup_fraction: float = 0.1) -> dict[str, f
 
 
 def sweep(rates: Sequence[float], policies: dict[str, object], curve: ServiceCurve, n: int = 2000,
-          seed: int = 0, steps=None) -> pd.DataFrame:
-    """Simulate every policy at every offered load; one row per (policy, rate)."""
+          seed: int = 0, steps=None, prefill: ServiceCurve | None = None) -> pd.DataFrame:
+    """Simulate every policy at every offered load; one row per (policy, rate).
+
+    ``steps`` and ``prefill`` are passed to the :class:`Continuous` policies only."""
     rows = []
     for rate in rates:
         arrivals = poisson_arrivals(rate, n=n, seed=seed)
         for name, policy in policies.items():
-            kwargs = {"steps": steps} if isinstance(policy, Continuous) else {}
+            kwargs = {"steps": steps, "prefill": prefill} if isinstance(policy, Continuous) else {}
             rows.append({"policy": name, "offered_rate": float(rate),
                          **summarise(simulate(arrivals, policy, curve, seed=seed, **kwargs))})
     return pd.DataFrame(rows)
@@ -393,9 +428,10 @@ def sweep(rates: Sequence[float], policies: dict[str, object], curve: ServiceCur
 
 def max_rate_under_slo(curve: ServiceCurve, policy, slo_p99_s: float, low: float = 0.1,
                        high: float | None = None, n: int = 3000, seed: int = 0, steps=None,
-                       tol: float = 0.02) -> float:
+                       tol: float = 0.02, prefill: ServiceCurve | None = None) -> float:
     """Highest Poisson arrival rate (requests/s) whose simulated p99 latency meets the SLO,
-    found by bisection. Returns 0.0 if even ``low`` misses it."""
+    found by bisection. Returns 0.0 if even ``low`` misses it. ``steps`` and ``prefill`` apply to
+    the :class:`Continuous` policy."""
     if slo_p99_s <= 0:
         raise ValueError(f"slo_p99_s must be positive, got {slo_p99_s}")
     b = policy.max_batch_size
@@ -404,7 +440,7 @@ def max_rate_under_slo(curve: ServiceCurve, policy, slo_p99_s: float, low: float
         high = 1.5 * b / per_req
 
     def ok(rate: float) -> bool:
-        kwargs = {"steps": steps} if isinstance(policy, Continuous) else {}
+        kwargs = {"steps": steps, "prefill": prefill} if isinstance(policy, Continuous) else {}
         r = simulate(poisson_arrivals(rate, n=n, seed=seed), policy, curve, seed=seed, **kwargs)
         return summarise(r)["p99_s"] <= slo_p99_s
 
@@ -432,3 +468,116 @@ def md1_mean_wait(rate: float, service_rate: float) -> float:
     if not 0 < rho < 1:
         raise ValueError(f"the queue is unstable: utilisation {rho:.2f} must be below 1")
     return rho / (2 * service_rate * (1 - rho))
+
+
+def knee(rates: Sequence[float], latencies: Sequence[float], factor: float = 2.0) -> float:
+    """The knee of a latency-vs-load curve: the offered rate at which latency first reaches
+    ``factor`` times its value at the lightest load, by linear interpolation between measured
+    points. NaN when the curve never gets there in the measured range; a level whose latency is
+    infinite (failed requests) puts the knee at the level before it.
+
+    Below the knee, more traffic costs little latency (the server is mostly idle); past it, queueing
+    dominates and latency climbs steeply towards the capacity asymptote.
+
+    Examples
+    --------
+    >>> knee([1, 2, 3, 4], [1.0, 1.1, 1.5, 3.0])   # 2 x 1.0 is reached a third of the way from 3 to 4
+    3.3333333333333335
+    >>> import math; math.isnan(knee([1, 2], [1.0, 1.2]))
+    True
+    """
+    r = np.asarray(rates, dtype=float)
+    lat = np.asarray(latencies, dtype=float)
+    if r.ndim != 1 or r.shape != lat.shape or r.size < 2:
+        raise ValueError("rates and latencies must be 1-D, of the same length, with at least two points")
+    if factor <= 1:
+        raise ValueError(f"factor must be > 1 (a multiple of the light-load latency), got {factor}")
+    if np.any(np.isnan(lat)) or np.any(lat <= 0) or np.any(r <= 0):
+        raise ValueError("rates and latencies must be positive (no NaN); drop failed load levels first")
+    order = np.argsort(r, kind="stable")
+    r, lat = r[order], lat[order]
+    threshold = factor * lat[0]
+    above = np.nonzero(lat >= threshold)[0]
+    if above.size == 0:
+        return float("nan")
+    i = int(above[0])
+    if i == 0:
+        return float(r[0])
+    if not np.isfinite(lat[i]):  # that level failed (timeouts count as infinite latency)
+        return float(r[i - 1])
+    return float(r[i - 1] + (threshold - lat[i - 1]) * (r[i] - r[i - 1]) / (lat[i] - lat[i - 1]))
+
+
+def saturation_rate(curve: ServiceCurve, policy, steps=None, prefill: ServiceCurve | None = None) -> float:
+    """Requests/s a server completes when it is kept full: an upper bound on its throughput.
+
+    :class:`MaxBatchWait`: ``b / curve.mean(b)``. :class:`Continuous`: every one of ``b`` slots
+    serves a request every ``k`` decode steps at batch ``b`` (``k`` = mean ``steps``), plus its
+    share of a prefill of ``b`` prompts when ``prefill`` is given (whose first token saves a step).
+
+    Examples
+    --------
+    >>> saturation_rate(ServiceCurve([1, 8], [0.01, 0.04]), MaxBatchWait(8, 0.0))
+    200.0
+    >>> saturation_rate(ServiceCurve.constant(0.01), Continuous(4), steps=10)
+    40.0
+    """
+    if isinstance(policy, MaxBatchWait):
+        return float(policy.max_batch_size / curve.mean(policy.max_batch_size))
+    if isinstance(policy, Continuous):
+        b = policy.max_batch_size
+        k = float(np.mean(steps)) if steps is not None else 1.0
+        if prefill is None:
+            return float(b / (k * curve.mean(b)))
+        return float(b / (max(k - 1.0, 0.0) * curve.mean(b) + prefill.mean(b)))
+    raise TypeError(f"unknown policy {policy!r}; use NoBatching(), MaxBatchWait(...) or Continuous(...)")
+
+
+def capacity_at_slo(curve: ServiceCurve, policy, slo_p99_s: float, *, steps=None,
+                    prefill: ServiceCurve | None = None, seed: int = 0, n_min: int = 2000,
+                    n_max: int = 200_000, horizon_slos: float = 20.0, tol: float = 0.02) -> float:
+    """Highest Poisson rate (requests/s) whose simulated p99 latency meets the SLO: the capacity of
+    one machine *at the SLO*, what a fleet is sized with.
+
+    Unlike :func:`max_rate_under_slo` (a fixed number of arrivals for every rate tried), each rate
+    tried here is simulated for at least ``horizon_slos`` x the SLO in time (between ``n_min`` and
+    ``n_max`` arrivals): an overloaded server needs time for its queue to grow past the SLO, and a
+    fast server at a high rate would otherwise be judged on a fraction of a second of traffic.
+    The search is a bisection between 0 and 1.5 x :func:`saturation_rate`; returns 0.0 if even a
+    trickle of traffic misses the SLO.
+
+    Examples
+    --------
+    >>> curve = ServiceCurve.constant(0.1, distribution="exponential")   # M/M/1, mu = 10/s
+    >>> rate = capacity_at_slo(curve, NoBatching(), slo_p99_s=2.0, n_min=20_000)   # theory: 10 - ln(100)/2 = 7.70
+    >>> 7.2 < rate < 8.2
+    True
+    """
+    if slo_p99_s <= 0:
+        raise ValueError(f"slo_p99_s must be positive, got {slo_p99_s}")
+    if not 0 < tol < 1 or horizon_slos <= 0 or not 1 <= n_min <= n_max:
+        raise ValueError("need 0 < tol < 1, horizon_slos > 0 and 1 <= n_min <= n_max")
+    kwargs = {"steps": steps, "prefill": prefill} if isinstance(policy, Continuous) else {}
+    if steps is not None and not isinstance(policy, Continuous):
+        raise ValueError("steps= applies to the Continuous policy only")
+    sat = saturation_rate(curve, policy, steps=steps, prefill=prefill)
+
+    def ok(rate: float) -> bool:
+        n = int(np.clip(rate * horizon_slos * slo_p99_s, n_min, n_max))
+        k = kwargs
+        if steps is not None and np.ndim(steps) > 0:  # per-request steps: resample to n requests
+            k = {**kwargs, "steps": np.resize(np.asarray(steps), n)}
+        # separate streams for arrivals and service times: one stream for both would correlate
+        # each service time with the gap before it
+        r = simulate(poisson_arrivals(rate, n=n, seed=seed), policy, curve, seed=seed + 7919, **k)
+        return summarise(r)["p99_s"] <= slo_p99_s
+
+    low, high = sat * 1e-3, 1.5 * sat
+    if not ok(low):
+        return 0.0
+    if ok(high):
+        return float(high)
+    while (high - low) / high > tol:
+        mid = (low + high) / 2
+        low, high = (mid, high) if ok(mid) else (low, mid)
+    return float(low)

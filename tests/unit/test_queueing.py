@@ -144,3 +144,115 @@ def test_bad_inputs_are_explained():
 def test_arrivals_from_timestamps():
     ts = pd.to_datetime(["2026-01-01 00:00:10", "2026-01-01 00:00:00", "2026-01-01 00:01:00"])
     assert q.arrivals_from_timestamps(ts, speedup=10).tolist() == pytest.approx([0, 1, 6])
+
+
+# --------------------------------------------------------------------------------------------
+# Added for lab 4: prefill in the continuous policy, and the knee of a latency curve
+# --------------------------------------------------------------------------------------------
+def test_continuous_prefill_hand_case():
+    # Request 0 arrives alone: prefill 0.5 s (its first token), then 2 decode steps of 0.01 s.
+    # Request 1 arrives at 0.2 s, joins at the next step boundary (0.51): prefill 0.5 s stalls the
+    # batch, then both decode together.
+    curve = q.ServiceCurve.constant(0.01)
+    pre = q.ServiceCurve.constant(0.5)
+    r = q.simulate([0.0, 0.2], q.Continuous(4), curve, steps=[3, 2], prefill=pre)
+    assert r["start"].tolist() == pytest.approx([0.0, 0.51])
+    assert r["finish"].tolist() == pytest.approx([0.5 + 0.01 + 0.5 + 0.01, 0.51 + 0.5 + 0.01])
+
+
+def test_continuous_prefill_single_slot_equals_no_batching():
+    """With one slot, prefill + (k-1) decode steps is a single server with that service time."""
+    arrivals = q.poisson_arrivals(1.5, n=400, seed=4)
+    k = 6
+    pre, step = 0.2, 0.05
+    cont = q.simulate(arrivals, q.Continuous(1), q.ServiceCurve.constant(step), steps=k,
+                      prefill=q.ServiceCurve.constant(pre))
+    naive = q.simulate(arrivals, q.NoBatching(), q.ServiceCurve.constant(pre + (k - 1) * step))
+    assert cont["finish"].to_numpy() == pytest.approx(naive["finish"].to_numpy())
+
+
+def test_continuous_without_prefill_is_unchanged():
+    arrivals = q.poisson_arrivals(20, n=300, seed=5)
+    curve = q.ServiceCurve([1, 8], [0.01, 0.02])
+    a = q.simulate(arrivals, q.Continuous(8), curve, steps=4)
+    b = q.simulate(arrivals, q.Continuous(8), curve, steps=4, prefill=None)
+    assert a.equals(b)
+
+
+def test_prefill_one_step_request_finishes_at_prefill():
+    r = q.simulate([0.0], q.Continuous(2), q.ServiceCurve.constant(0.01), steps=1, prefill=q.ServiceCurve.constant(0.3))
+    assert r["finish"].iloc[0] == pytest.approx(0.3)
+
+
+def test_prefill_rejected_for_static_batching_and_passed_by_helpers():
+    with pytest.raises(ValueError, match="prefill"):
+        q.simulate([0.0], q.MaxBatchWait(2, 0.0), q.ServiceCurve.constant(0.1), prefill=q.ServiceCurve.constant(0.1))
+    curve, pre = q.ServiceCurve.constant(0.01), q.ServiceCurve.constant(0.2)
+    df = q.sweep([2.0], {"c": q.Continuous(4)}, curve, n=300, steps=3, prefill=pre)
+    assert df["p50_s"].iloc[0] >= 0.2 + 2 * 0.01 - 1e-9
+    with_pre = q.max_rate_under_slo(curve, q.Continuous(4), slo_p99_s=1.0, n=500, steps=3, prefill=pre)
+    without = q.max_rate_under_slo(curve, q.Continuous(4), slo_p99_s=1.0, n=500, steps=3)
+    assert 0 < with_pre < without
+
+
+def test_knee_hand_cases_and_errors():
+    assert q.knee([1, 2, 3, 4], [1.0, 1.1, 1.5, 3.0]) == pytest.approx(10 / 3)
+    assert q.knee([4, 1, 3, 2], [3.0, 1.0, 1.5, 1.1]) == pytest.approx(10 / 3)  # order does not matter
+    assert np.isnan(q.knee([1, 2, 3], [1.0, 1.2, 1.9]))
+    assert q.knee([1, 2, 3], [1.0, 1.2, np.inf]) == 2.0  # a failed level: the knee is before it
+    assert q.knee([1, 2], [1.0, 3.0], factor=3.0) == 2.0
+    for rates, lat in (([1], [1.0]), ([1, 2], [1.0]), ([1, 2], [1.0, np.nan]), ([0, 1], [1.0, 2.0])):
+        with pytest.raises(ValueError):
+            q.knee(rates, lat)
+    with pytest.raises(ValueError, match="factor"):
+        q.knee([1, 2], [1.0, 2.0], factor=1.0)
+
+
+def test_knee_of_md1_curve_is_below_capacity():
+    mu = 10.0
+    rates = np.linspace(1, 9.5, 12)
+    lat = [q.md1_mean_wait(r, mu) + 1 / mu for r in rates]
+    k = q.knee(rates, lat)
+    # mean latency doubles when rho / (2 (1 - rho)) = 1, i.e. rho = 2/3 (approx., from interpolation)
+    assert 0.6 * mu < k < 0.75 * mu
+
+
+def test_saturation_rate_hand_cases():
+    assert q.saturation_rate(q.ServiceCurve([1, 8], [0.01, 0.04]), q.MaxBatchWait(8, 0.0)) == pytest.approx(200.0)
+    assert q.saturation_rate(q.ServiceCurve.constant(0.05), q.NoBatching()) == pytest.approx(20.0)
+    step, pre = q.ServiceCurve.constant(0.01), q.ServiceCurve([1, 4], [0.1, 0.4])
+    assert q.saturation_rate(step, q.Continuous(4), steps=11, prefill=pre) == pytest.approx(4 / (10 * 0.01 + 0.4))
+    with pytest.raises(TypeError, match="policy"):
+        q.saturation_rate(step, "fifo")
+
+
+def test_capacity_at_slo_matches_mm1_theory():
+    """M/M/1 response time is exponential with rate mu - lambda: p99 <= SLO iff lambda <= mu - ln(100)/SLO."""
+    mu, slo = 10.0, 2.0
+    curve = q.ServiceCurve.constant(1 / mu, distribution="exponential")
+    rates = [q.capacity_at_slo(curve, q.NoBatching(), slo, n_min=20_000, seed=s) for s in range(4)]
+    assert np.mean(rates) == pytest.approx(mu - np.log(100) / slo, rel=0.05)
+
+
+def test_capacity_at_slo_detects_overload_that_a_short_run_misses():
+    """A fast batched server with a loose SLO: 300 arrivals at 1.7x saturation last 1.4 s, too
+    short for the queue to break a 2 s SLO; simulating 20 SLOs of traffic catches it."""
+    step, pre = q.ServiceCurve([1, 64], [0.02, 0.03]), q.ServiceCurve([1, 64], [0.02, 0.1])
+    sat = q.saturation_rate(step, q.Continuous(64), steps=15, prefill=pre)
+    short = q.max_rate_under_slo(step, q.Continuous(64), 2.0, steps=15, prefill=pre, n=300)
+    long = q.capacity_at_slo(step, q.Continuous(64), 2.0, steps=15, prefill=pre, n_min=300)
+    assert short > sat  # the fixed-n search reports more than the server can ever complete
+    assert 0 < long <= sat
+    assert q.capacity_at_slo(q.ServiceCurve.constant(2.0), q.NoBatching(), 1.0) == 0.0  # one request alone misses it
+
+
+def test_capacity_at_slo_per_request_steps_and_bad_inputs():
+    step = q.ServiceCurve([1, 8], [0.01, 0.02])
+    fixed = q.capacity_at_slo(step, q.Continuous(8), 1.0, steps=10, n_min=500)
+    varied = q.capacity_at_slo(step, q.Continuous(8), 1.0, steps=[5, 15], n_min=500)  # same mean, resampled
+    assert 0 < fixed and 0 < varied
+    assert varied == pytest.approx(fixed, rel=0.3)
+    with pytest.raises(ValueError, match="slo"):
+        q.capacity_at_slo(step, q.Continuous(8), 0.0)
+    with pytest.raises(ValueError, match="steps"):
+        q.capacity_at_slo(step, q.NoBatching(), 1.0, steps=3)

@@ -1,0 +1,653 @@
+"""What one machine can do, and what a prediction costs on it: lab 4's measurements.
+
+* **Timing by batch size** — :func:`sweep_batch_sizes` times any batched call with
+  :func:`tradeoffs.measure.time_fn` (warm-up, a synchronised clock on a GPU, every sample kept) and
+  :func:`timing_table` turns the samples into latency percentiles and throughput with a bootstrap
+  confidence interval. :func:`embedder_calls` and :class:`DecodeBench` provide the calls: a forward
+  pass of the embedder, one decode step or one prefill of the chat model, at any batch size.
+* **The decode roofline** — :func:`roofline_frame` sets measured tokens/s beside the memory- and
+  compute-bound ceilings of :func:`tradeoffs.measure.decode_roofline`; :func:`quantisation_bounds`
+  shows what fewer bytes per weight would buy; :func:`profile_call` splits a call's time into matrix
+  multiplies, attention, other tensor operations, and the framework overhead around them.
+* **Service curves for the simulator** — :func:`static_batch_curve` (prefill + decode of a whole
+  batch, what ``tradeoffs.queueing.MaxBatchWait`` needs) and :func:`roofline_curve` (a modelled
+  curve for hardware you do not have, e.g. a GPU from its datasheet).
+* **Dollars per million predictions** — :func:`realtime_cost_per_million` (a fleet sized for the
+  peak under a latency SLO, paid 24 hours a day), :func:`batch_cost_per_million` (a nightly job
+  that runs only as long as the work takes) and :func:`api_costs_per_million` (synchronous and batch
+  API prices from ``genai-prices``).
+
+Examples
+--------
+>>> samples = pd.DataFrame({"batch_size": [1, 1, 1, 4, 4, 4], "seconds": [0.010, 0.011, 0.012, 0.020, 0.021, 0.022]})
+>>> t = timing_table(samples, n_boot=200)
+>>> t[["batch_size", "p50_s", "items_per_s"]].round(3).values.tolist()
+[[1.0, 0.011, 90.909], [4.0, 0.021, 190.476]]
+>>> realtime_cost_per_million(daily_requests=100_000, peak_rps=5.0, rps_per_machine=2.0, usd_per_hour=0.10)["machines"]
+3
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import measure
+from .queueing import ServiceCurve
+
+__all__ = ["sweep_batch_sizes", "timing_table", "best_batch_size", "embedder_calls", "DecodeBench", "sync_error",
+           "roofline_frame", "QUANT_FORMATS", "quantisation_bounds", "profile_call", "static_batch_curve",
+           "roofline_curve", "GpuSpec", "NVIDIA_L4", "realtime_cost_per_million", "batch_cost_per_million",
+           "api_costs_per_million", "batch_price_available"]
+
+
+# --------------------------------------------------------------------------------------------
+# Timing by batch size
+# --------------------------------------------------------------------------------------------
+def _check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
+    sizes = [int(b) for b in batch_sizes]
+    if not sizes or any(b < 1 for b in sizes) or any(b != b_ for b, b_ in zip(sizes, batch_sizes)):
+        raise ValueError(f"batch_sizes must be whole numbers >= 1, got {list(batch_sizes)}")
+    return sizes
+
+
+def sweep_batch_sizes(make_call: Callable[[int], Callable[[], Any]], batch_sizes: Sequence[int], *,
+                      repeats: int = 10, warmup: int = 1, device=None, label: str = "",
+                      budget_s: float | None = None, min_repeats: int = 3,
+                      progress: bool = False) -> pd.DataFrame:
+    """Time ``make_call(b)()`` at every batch size ``b``; one row per timed call.
+
+    Parameters
+    ----------
+    make_call : callable
+        ``make_call(b)`` prepares the inputs of one batch of ``b`` items (outside the clock) and
+        returns a no-argument function that processes them.
+    batch_sizes : sequence of int
+    repeats : int
+        Timed calls per batch size (at most).
+    warmup : int
+        Untimed calls first (at least 1 when ``budget_s`` is given: the first one is used to
+        estimate the call's duration).
+    device : str or torch.device, optional
+        On a GPU the clock is read after ``torch.cuda.synchronize()`` (see ``tradeoffs.measure``).
+    label : str
+        Written into every row (e.g. ``"embedder"``).
+    budget_s : float, optional
+        Seconds to spend per batch size: large batches get fewer repeats (never fewer than
+        ``min_repeats``), so a sweep up to batch 128 stays affordable on a laptop.
+    progress : bool
+        Show a tqdm bar over batch sizes.
+
+    Returns
+    -------
+    DataFrame with columns ``label, device, batch_size, call, seconds``.
+
+    Examples
+    --------
+    >>> df = sweep_batch_sizes(lambda b: (lambda: sum(range(1000 * b))), [1, 8], repeats=4)
+    >>> df.groupby("batch_size")["seconds"].size().tolist()
+    [4, 4]
+    """
+    sizes = _check_batch_sizes(batch_sizes)
+    if repeats < 1 or min_repeats < 1:
+        raise ValueError(f"repeats and min_repeats must be >= 1, got {repeats} and {min_repeats}")
+    dev = str(device) if device is not None else "cpu"
+    iterator: Any = sizes
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(sizes, desc=f"timing {label}".strip(), unit="batch size")
+    rows = []
+    for b in iterator:
+        fn = make_call(b)
+        n, warm = repeats, warmup
+        if budget_s is not None:
+            first = measure.time_fn(fn, repeats=1, warmup=0, device=device).median  # the first warm-up call
+            warm = max(warmup - 1, 0)
+            n = int(np.clip(budget_s / max(first, 1e-9), min(min_repeats, repeats), repeats))
+        timing = measure.time_fn(fn, repeats=n, warmup=warm, device=device, items_per_call=b, label=label)
+        rows += [{"label": label, "device": dev, "batch_size": b, "call": i, "seconds": float(s)}
+                 for i, s in enumerate(timing.samples)]
+        del fn
+    return pd.DataFrame(rows, columns=["label", "device", "batch_size", "call", "seconds"])
+
+
+def timing_table(samples: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per batch size: latency percentiles of one call, and throughput with a bootstrap CI.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        One row per timed call with ``batch_size`` and ``seconds`` (what :func:`sweep_batch_sizes`
+        returns); ``label`` and ``device`` columns, when present, are kept.
+    level, n_boot, seed
+        The percentile bootstrap of the median call time (``tradeoffs.measure.bootstrap_ci``).
+
+    Returns
+    -------
+    DataFrame, one row per batch size (ascending), with ``calls``, ``p50_s``, ``p90_s``, ``p99_s``,
+    ``mean_s``, ``items_per_s`` (= batch size / median seconds), ``items_per_s_low`` /
+    ``items_per_s_high`` (its CI) and ``ms_per_item``.
+    """
+    missing = {"batch_size", "seconds"} - set(samples.columns)
+    if missing:
+        raise ValueError(f"samples lacks column(s) {sorted(missing)}; it has {list(samples.columns)}")
+    if samples.empty:
+        raise ValueError("samples is empty; time at least one call")
+    rows = []
+    for b, grp in samples.groupby("batch_size", sort=True):
+        secs = grp["seconds"].to_numpy(dtype=float)
+        if np.any(~np.isfinite(secs)) or np.any(secs <= 0):
+            raise ValueError(f"batch size {b}: seconds must be positive and finite")
+        pct = measure.percentiles(secs, (50, 90, 99))
+        if secs.size >= 2:
+            lo, hi = measure.bootstrap_ci(secs, np.median, level=level, n_boot=n_boot, seed=seed)
+        else:
+            lo = hi = float(secs[0])
+        row = {k: grp[k].iloc[0] for k in ("label", "device") if k in grp}
+        row.update({"batch_size": int(b), "calls": int(secs.size), "p50_s": pct["p50"], "p90_s": pct["p90"],
+                    "p99_s": pct["p99"], "mean_s": float(secs.mean()), "items_per_s": b / pct["p50"],
+                    "items_per_s_low": b / hi, "items_per_s_high": b / lo, "ms_per_item": 1e3 * pct["p50"] / b})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_batch_size(table: pd.DataFrame, slo_p99_s: float) -> int | None:
+    """The batch size with the highest throughput whose p99 call latency meets the SLO.
+
+    ``table`` is indexed by batch size (or has a ``batch_size`` column) with ``items_per_s`` and
+    ``p99_s``; ties go to the smaller batch. Returns None when no batch size meets the SLO.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"items_per_s": [10.0, 30.0, 35.0], "p99_s": [0.1, 0.3, 0.9]}, index=[1, 4, 16])
+    >>> best_batch_size(t, slo_p99_s=0.5), best_batch_size(t, slo_p99_s=1.0), best_batch_size(t, 0.05)
+    (4, 16, None)
+    """
+    if not (isinstance(slo_p99_s, (int, float, np.integer, np.floating)) and slo_p99_s > 0):
+        raise ValueError(f"slo_p99_s must be a positive number of seconds, got {slo_p99_s!r}")
+    t = table.set_index("batch_size") if "batch_size" in table.columns else table
+    missing = {"items_per_s", "p99_s"} - set(t.columns)
+    if missing:
+        raise ValueError(f"table lacks column(s) {sorted(missing)}; build it with timing_table()")
+    ok = t[t["p99_s"] <= slo_p99_s]
+    if ok.empty:
+        return None
+    best = ok["items_per_s"].max()
+    return int(min(b for b, v in ok["items_per_s"].items() if v == best))
+
+
+def _groups(items: Sequence[Any], b: int) -> list[list[Any]]:
+    """``ceil(len(items) / b)`` groups of exactly ``b`` items that together cover every item once
+    (the last group wraps around to the start)."""
+    n = len(items)
+    return [[items[(g * b + j) % n] for j in range(b)] for g in range(max(1, math.ceil(n / b)))]
+
+
+def embedder_calls(embedder, texts: Sequence[str]) -> Callable[[int], Callable[[], Any]]:
+    """``make_call`` for :func:`sweep_batch_sizes`: one forward pass + mean pooling of the embedder
+    over ``b`` texts, tokenised and moved to the model's device *before* the clock starts.
+
+    The texts are cut into batches of ``b`` that together cover all of them, and successive calls go
+    round those batches: every batch size sees the same texts, and the spread of the call times
+    shows the spread of text lengths (a long ticket is a slow call at batch 1).
+    """
+    import itertools
+
+    import torch
+
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) and t for t in texts):
+        raise ValueError("texts must be a non-empty list of non-empty strings")
+
+    def make(b: int) -> Callable[[], Any]:
+        encoded = []
+        for group in _groups(texts, b):
+            enc = embedder.tokenizer(group, padding=True, truncation=True, max_length=embedder.max_length,
+                                     return_tensors="pt").to(embedder.device)
+            encoded.append((enc, enc["attention_mask"].unsqueeze(-1)))
+        batches = itertools.cycle(encoded)
+
+        def call():
+            enc, mask = next(batches)
+            with torch.inference_mode():
+                hidden = embedder.model(**enc).last_hidden_state
+                m = mask.to(hidden.dtype)
+                return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+        return call
+
+    return make
+
+
+class DecodeBench:
+    """Time the chat model's two kinds of work at any batch size: **prefill** (read a prompt, fill
+    the KV cache) and one **decode step** (one new token for every sequence in the batch).
+
+    For decode, one prompt is prefilled once and its KV cache copied ``b`` times, so a decode step
+    at batch 128 costs what it costs in a real batch without first paying 128 prefills; after each
+    timed step the cache is cropped back, so every step sees the same context length.
+
+    Parameters
+    ----------
+    chat : tradeoffs.models.ChatModel
+    messages : list of dict
+        The conversation whose KV cache the decode steps extend.
+
+    Examples
+    --------
+    >>> from tradeoffs.models import load_chat_model                                   # doctest: +SKIP
+    >>> bench = DecodeBench(load_chat_model("cpu"), [{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+    >>> steps = sweep_batch_sizes(bench.step_call, [1, 8], repeats=5)                    # doctest: +SKIP
+    """
+
+    def __init__(self, chat, messages: Sequence[Mapping[str, str]]) -> None:
+        import torch
+
+        self.chat = chat
+        self.device = chat.device
+        enc = chat.encode_chat([list(messages)])
+        self.context_tokens = int(enc["input_ids"].shape[1])
+        with torch.inference_mode():
+            out = chat.model(**enc, use_cache=True, logits_to_keep=1)
+        self._cache = out.cache
+        self._next = out.logits[:, -1].argmax(-1, keepdim=True)
+
+    def step_call(self, b: int) -> Callable[[], Any]:
+        """One decode step for a batch of ``b`` sequences (``make_call`` for the sweep)."""
+        import torch
+
+        if b < 1:
+            raise ValueError(f"batch size must be >= 1, got {b}")
+        cache = copy.deepcopy(self._cache)
+        if b > 1:
+            cache.batch_repeat_interleave(b)
+        ids = self._next.repeat(b, 1)
+        pos = torch.full((b, 1), self.context_tokens, dtype=torch.long, device=self.device)
+        model = self.chat.model
+
+        def call():
+            with torch.inference_mode():
+                out = model(input_ids=ids, position_ids=pos, cache=cache, use_cache=True)
+            cache.crop(-1)  # back to the prompt: every timed step sees the same context
+            return out.logits
+
+        return call
+
+    def prefill_call(self, prompts: Sequence[Sequence[Mapping[str, str]]]) -> Callable[[int], Callable[[], Any]]:
+        """``make_call`` for prefilling ``b`` of ``prompts`` together (left-padded, as the server's
+        engine does when ``b`` requests join at once); each call builds a fresh KV cache. Like
+        :func:`embedder_calls`, successive calls go round batches that cover every prompt once."""
+        import torch
+
+        import itertools
+
+        prompts = [list(p) for p in prompts]
+        if not prompts:
+            raise ValueError("prompts is empty")
+        model = self.chat.model
+
+        def make(b: int) -> Callable[[], Any]:
+            batches = itertools.cycle([self.chat.encode_chat(group) for group in _groups(prompts, b)])
+
+            def call():
+                with torch.inference_mode():
+                    return model(**next(batches), use_cache=True, logits_to_keep=1).logits
+
+            return call
+
+        return make
+
+
+def sync_error(fn: Callable[[], Any], device, *, repeats: int = 10, warmup: int = 3) -> dict[str, Any]:
+    """Time ``fn`` the right way (synchronised) and the wrong way (no ``synchronize``) on ``device``.
+
+    On a CPU both read the same; on a GPU the unsynchronised clock stops when the kernels are
+    *queued*, not when they finish, and reports a fraction of the real time.
+
+    Returns
+    -------
+    dict with ``device``, ``synchronised_s`` and ``unsynchronised_s`` (medians) and ``ratio``
+    (synchronised / unsynchronised: how many times too fast the wrong number is).
+    """
+    right = measure.time_fn(fn, repeats=repeats, warmup=warmup, device=device, label="synchronised")
+    wrong = measure.time_unsynchronized(fn, repeats=repeats, warmup=warmup)
+    measure.synchronize(device)  # drain the queue the wrong measurement left behind
+    return {"device": str(device), "synchronised_s": right.median, "unsynchronised_s": wrong.median,
+            "ratio": right.median / wrong.median}
+
+
+# --------------------------------------------------------------------------------------------
+# Roofline and profile
+# --------------------------------------------------------------------------------------------
+def roofline_frame(table: pd.DataFrame, *, n_params: int, bytes_per_param: float, bandwidth: float,
+                   peak_flops: float, measured_col: str = "items_per_s") -> pd.DataFrame:
+    """Measured decode tokens/s beside its roofline ceilings, per batch size.
+
+    ``table`` has ``batch_size`` and the measured tokens/s (``measured_col``; for a decode-step
+    sweep, items/s *are* tokens/s). Returns ``batch_size, memory_bound, compute_bound, bound,
+    regime, measured, fraction`` (measured / bound).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"batch_size": [1, 8], "items_per_s": [20.0, 100.0]})
+    >>> f = roofline_frame(t, n_params=100_000_000, bytes_per_param=4, bandwidth=20e9, peak_flops=100e9)
+    >>> f[["memory_bound", "compute_bound", "fraction"]].round(2).values.tolist()
+    [[50.0, 500.0, 0.4], [400.0, 500.0, 0.25]]
+    """
+    rows = []
+    for b, measured in zip(table["batch_size"], table[measured_col]):
+        r = measure.decode_roofline(n_params, bytes_per_param, int(b), bandwidth, peak_flops)
+        rows.append({"batch_size": int(b), "memory_bound": r.memory_bound_tokens_per_s,
+                     "compute_bound": r.compute_bound_tokens_per_s, "bound": r.bound_tokens_per_s,
+                     "regime": r.regime, "measured": float(measured),
+                     "fraction": r.fraction_achieved(float(measured))})
+    return pd.DataFrame(rows)
+
+
+#: Bytes per weight of common number formats (int4 stores two weights per byte; real int4 formats
+#: such as GGUF Q4 or AWQ add a scale per group of 32-128 weights, about 0.03-0.1 bytes per weight).
+QUANT_FORMATS = {"float32": 4.0, "bfloat16": 2.0, "int8": 1.0, "int4": 0.5}
+
+
+def quantisation_bounds(n_params: int, bandwidth: float, peak_flops: float, batch_size: int = 1,
+                        formats: Mapping[str, float] = QUANT_FORMATS) -> pd.DataFrame:
+    """The decode ceiling at ``batch_size`` for each weight format: fewer bytes per weight means
+    fewer bytes to stream per token, so a memory-bound decode speeds up in proportion (the compute
+    ceiling is left unchanged here, although int8/int4 kernels also raise it on hardware that has them).
+
+    Examples
+    --------
+    >>> quantisation_bounds(100_000_000, 20e9, 1e12)["memory_bound"].round(1).tolist()
+    [50.0, 100.0, 200.0, 400.0]
+    """
+    rows = []
+    for name, bpp in formats.items():
+        r = measure.decode_roofline(n_params, bpp, batch_size, bandwidth, peak_flops)
+        rows.append({"format": name, "bytes_per_param": float(bpp), "weight_mb": r.weight_bytes / 1e6,
+                     "memory_bound": r.memory_bound_tokens_per_s, "compute_bound": r.compute_bound_tokens_per_s,
+                     "bound": r.bound_tokens_per_s, "regime": r.regime})
+    return pd.DataFrame(rows)
+
+
+_MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+               "aten::_addmm_activation", "mkldnn", "onednn")
+_ATTENTION_OPS = ("scaled_dot_product", "attention", "aten::_softmax", "aten::softmax")
+
+
+def _op_category(name: str) -> str:
+    low = name.lower()
+    if any(k in low for k in _ATTENTION_OPS):
+        return "attention"
+    if any(low.startswith(k) or k in low for k in _MATMUL_OPS) or "gemm" in low:
+        return "matrix multiply (weights)"
+    return "other tensor ops (norms, activations, copies)"
+
+
+def profile_call(fn: Callable[[], Any], *, device=None, repeats: int = 3, warmup: int = 1) -> pd.DataFrame:
+    """Where the time of ``fn()`` goes, from ``torch.profiler``.
+
+    Categories: ``matrix multiply (weights)`` (streaming the weights: the memory-bound part at small
+    batch), ``attention``, ``other tensor ops``, and ``framework overhead`` = wall time minus the time
+    spent inside operators: Python, module calls, dispatch, allocation — and, on a GPU, the time the
+    GPU sits idle waiting for kernel launches. On a GPU the operator times are kernel times.
+
+    Returns
+    -------
+    DataFrame with ``category``, ``seconds`` (per call) and ``share`` of the wall time, plus a
+    ``wall`` row.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    on_gpu = dev.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    measure.synchronize(dev)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    import time
+
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        measure.synchronize(dev)
+        wall = (time.perf_counter() - start) / repeats
+    totals: dict[str, float] = {}
+    for evt in prof.key_averages():
+        if not evt.key.startswith("aten::") and not on_gpu:
+            continue
+        us = getattr(evt, "self_device_time_total", 0.0) if on_gpu else evt.self_cpu_time_total
+        if not us:
+            continue
+        cat = _op_category(evt.key)
+        totals[cat] = totals.get(cat, 0.0) + us / 1e6 / repeats
+    inside = sum(totals.values())
+    label = "framework overhead (GPU idle: Python, launches)" if on_gpu else "framework overhead (Python, dispatch)"
+    totals[label] = max(wall - inside, 0.0)
+    rows = [{"category": k, "seconds": v, "share": v / wall} for k, v in totals.items()]
+    rows.append({"category": "wall", "seconds": wall, "share": 1.0})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Service curves for the simulator
+# --------------------------------------------------------------------------------------------
+def static_batch_curve(prefill: ServiceCurve, step: ServiceCurve, batch_sizes: Sequence[int],
+                       new_tokens: int) -> ServiceCurve:
+    """Seconds to serve a whole batch of ``b`` generations of ``new_tokens`` each with *static*
+    batching: one prefill of ``b`` prompts (which yields the first token) then ``new_tokens - 1``
+    decode steps at batch ``b``. Nobody leaves early: what ``queueing.MaxBatchWait`` simulates.
+
+    Examples
+    --------
+    >>> c = static_batch_curve(ServiceCurve.constant(0.2), ServiceCurve([1, 8], [0.05, 0.1]), [1, 8], 5)
+    >>> round(c.mean(1), 3), round(c.mean(8), 3)
+    (0.4, 0.6)
+    """
+    if new_tokens < 1:
+        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    sizes = _check_batch_sizes(batch_sizes)
+    secs = [prefill.mean(b) + (new_tokens - 1) * step.mean(b) for b in sizes]
+    return ServiceCurve(sizes, secs)
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """Datasheet numbers of an accelerator, for a modelled what-if (not a measurement)."""
+
+    name: str
+    bandwidth: float  # bytes/s
+    peak_flops: float  # FLOP/s in the serving dtype, dense
+    bytes_per_param: float
+    source: str
+
+
+#: NVIDIA L4 (the GPU of AWS g6 instances, priced in ``tradeoffs.pricing.GPU_L4_VM``): 300 GB/s of
+#: GDDR6 bandwidth and 121 TFLOPS of dense BF16 tensor-core compute (242 with sparsity).
+#: Source: NVIDIA, "NVIDIA L4 Tensor Core GPU" datasheet (2023), https://www.nvidia.com/en-us/data-center/l4/
+NVIDIA_L4 = GpuSpec("NVIDIA L4 (datasheet, modelled)", 300e9, 121e12, 2.0,
+                    "NVIDIA L4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/l4/")
+
+
+def roofline_curve(n_params: int, bytes_per_param: float, bandwidth: float, peak_flops: float,
+                   batch_sizes: Sequence[int], *, tokens_per_item: int = 1, efficiency: float = 1.0,
+                   overhead_s: float = 0.0) -> ServiceCurve:
+    """A *modelled* service curve from the roofline: seconds per forward pass over ``b`` items of
+    ``tokens_per_item`` tokens = max(weight bytes / bandwidth, FLOPs / peak) / efficiency + overhead.
+
+    ``tokens_per_item=1`` models a decode step; the prompt length models a prefill. Use it for
+    hardware you cannot measure (label the result "modelled"); ``efficiency`` (0-1] is the fraction of
+    the roofline the software reaches and ``overhead_s`` the fixed framework cost per forward pass.
+
+    Examples
+    --------
+    >>> c = roofline_curve(1_000_000_000, 2, 1e12, 100e12, [1, 1000])
+    >>> round(c.mean(1), 4), round(c.mean(1000), 4)   # memory-bound, then compute-bound
+    (0.002, 0.02)
+    """
+    if not 0 < efficiency <= 1:
+        raise ValueError(f"efficiency must be in (0, 1], got {efficiency}")
+    if overhead_s < 0 or tokens_per_item < 1:
+        raise ValueError("overhead_s must be >= 0 and tokens_per_item >= 1")
+    sizes = _check_batch_sizes(batch_sizes)
+    weight_bytes = n_params * bytes_per_param
+    secs = [max(weight_bytes / bandwidth, 2.0 * n_params * b * tokens_per_item / peak_flops) / efficiency + overhead_s
+            for b in sizes]
+    return ServiceCurve(sizes, secs)
+
+
+# --------------------------------------------------------------------------------------------
+# Cost per million predictions
+# --------------------------------------------------------------------------------------------
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def realtime_cost_per_million(daily_requests: float, peak_rps: float, rps_per_machine: float,
+                              usd_per_hour: float, min_machines: int = 1) -> dict[str, float]:
+    """A real-time fleet: enough machines for the peak, each serving at most ``rps_per_machine``
+    (the highest rate that meets the latency SLO), running 24 hours a day whatever the traffic.
+
+    Returns ``machines``, ``usd_per_day``, ``usd_per_million`` (= daily cost / daily requests x 1e6)
+    and ``utilisation`` (mean traffic / fleet capacity at the SLO).
+
+    Examples
+    --------
+    >>> r = realtime_cost_per_million(86_400, peak_rps=3.0, rps_per_machine=2.0, usd_per_hour=1.0)
+    >>> r["machines"], r["usd_per_day"], round(r["usd_per_million"], 2), round(r["utilisation"], 2)
+    (2, 48.0, 555.56, 0.25)
+    """
+    from .pricing import machines_needed
+
+    daily = _positive("daily_requests", daily_requests)
+    peak = float(peak_rps)
+    if not math.isfinite(peak) or peak < 0:
+        raise ValueError(f"peak_rps must be >= 0, got {peak_rps!r}")
+    rate = _positive("rps_per_machine", rps_per_machine)
+    price = _positive("usd_per_hour", usd_per_hour)
+    machines = int(machines_needed(peak, rate, utilisation=1.0, min_machines=min_machines))
+    per_day = machines * price * 24.0
+    return {"machines": machines, "usd_per_day": per_day, "usd_per_million": per_day / daily * 1e6,
+            "utilisation": daily / 86_400.0 / (machines * rate) if machines else float("inf")}
+
+
+def batch_cost_per_million(items_per_s: float, usd_per_hour: float, daily_requests: float | None = None,
+                           startup_s: float = 0.0, billing_increment_s: float = 1.0) -> float:
+    """A batch job: rent a machine only while the work runs.
+
+    Without ``daily_requests``: the marginal cost, ``1e6 / items_per_s`` seconds of machine time.
+    With it: one job per day of ``startup_s + daily_requests / items_per_s`` seconds, billed in
+    whole ``billing_increment_s`` (clouds bill per second, often with a 60 s minimum), divided over
+    the day's requests.
+
+    Examples
+    --------
+    >>> round(batch_cost_per_million(items_per_s=100.0, usd_per_hour=3.6), 2)      # 10,000 s at $0.001/s
+    10.0
+    >>> round(batch_cost_per_million(100.0, 3.6, daily_requests=1000, startup_s=50, billing_increment_s=60), 2)
+    60.0
+    """
+    rate = _positive("items_per_s", items_per_s)
+    price = _positive("usd_per_hour", usd_per_hour)
+    if startup_s < 0 or billing_increment_s <= 0:
+        raise ValueError("startup_s must be >= 0 and billing_increment_s > 0")
+    if daily_requests is None:
+        return 1e6 / rate * price / 3600.0
+    daily = _positive("daily_requests", daily_requests)
+    job_s = startup_s + daily / rate
+    billed = math.ceil(job_s / billing_increment_s - 1e-9) * billing_increment_s
+    return billed * price / 3600.0 / daily * 1e6
+
+
+def _calc(model, provider: str, prompt_tokens: int, completion_tokens: int, context: dict | None,
+          when: datetime | None) -> float:
+    import genai_prices as gp
+
+    usage = gp.Usage(input_tokens=int(prompt_tokens), output_tokens=int(completion_tokens))
+    try:
+        return float(gp.calc_price(usage, model, provider_id=provider, genai_request_timestamp=when,
+                                   price_context=context).total_price)
+    except LookupError as exc:
+        raise LookupError(f"genai-prices has no price for {model!r} at {provider!r} ({exc}); check the spelling, "
+                          f"or list models with `python -m genai_prices list {provider}`") from exc
+
+
+def batch_price_available(model: str, provider: str, when: datetime | None = None) -> bool:
+    """Whether ``genai-prices`` holds a batch price for the model (a ``processing=batch`` variant).
+
+    Examples
+    --------
+    >>> batch_price_available("gpt-4o-mini", "openai")
+    True
+    """
+    sync = _calc(model, provider, 1_000_000, 1_000_000, None, when)
+    batch = _calc(model, provider, 1_000_000, 1_000_000, {"processing": "batch"}, when)
+    return batch < sync
+
+
+def api_costs_per_million(models: Sequence[Any], prompt_tokens: Sequence[int], completion_tokens: Sequence[int],
+                          when: datetime | None = None) -> pd.DataFrame:
+    """Dollars per million requests with this request mix, at each model's synchronous and batch
+    prices, from ``genai-prices`` (``price_context={"processing": "batch"}`` selects the batch price:
+    OpenAI's Batch API and Anthropic's Message Batches are half price).
+
+    Parameters
+    ----------
+    models : sequence of ``tradeoffs.pricing.ApiModel`` (or ``(model, provider)`` pairs)
+    prompt_tokens, completion_tokens : sequences of int
+        One element per request of the mix (e.g. a traffic trace's columns).
+
+    Returns
+    -------
+    DataFrame indexed by model name: ``sync_usd_per_million``, ``batch_usd_per_million`` (NaN when
+    the package has no batch price for that model) and ``batch_discount``.
+    """
+    p = np.asarray(prompt_tokens, dtype=np.int64)
+    c = np.asarray(completion_tokens, dtype=np.int64)
+    if p.ndim != 1 or p.shape != c.shape or p.size == 0:
+        raise ValueError("prompt_tokens and completion_tokens must be 1-D, non-empty and the same length")
+    if np.any(p < 0) or np.any(c < 0):
+        raise ValueError("token counts must be >= 0")
+    rows = []
+    for m in models:
+        model, provider, name = (m.model, m.provider, m.name) if hasattr(m, "provider") else (m[0], m[1], f"{m[1]}/{m[0]}")
+        has_batch = batch_price_available(model, provider, when)
+        contexts = {"sync": None, "batch": {"processing": "batch"}} if has_batch else {"sync": None}
+        row: dict[str, Any] = {"model": name, "batch_usd_per_million": float("nan"), "batch_discount": float("nan")}
+        for kind, ctx in contexts.items():
+            row[f"{kind}_usd_per_million"] = 1e6 * _mean_cost(model, provider, p, c, ctx, when)
+        if has_batch:
+            row["batch_discount"] = 1 - row["batch_usd_per_million"] / row["sync_usd_per_million"]
+        rows.append(row)
+    cols = ["model", "sync_usd_per_million", "batch_usd_per_million", "batch_discount"]
+    return pd.DataFrame(rows)[cols].set_index("model")
+
+
+def _mean_cost(model: str, provider: str, p: np.ndarray, c: np.ndarray, context: dict | None,
+               when: datetime | None) -> float:
+    """Mean price of the requests ``(p[i], c[i])``. Per-token prices are additive in input and
+    output tokens, so each distinct prompt length and completion length is priced once; when the
+    largest request shows they are not (a tier that depends on both), every distinct pair is priced."""
+    pmax, cmax = int(p.max()), int(c.max())
+    whole = _calc(model, provider, pmax, cmax, context, when)
+    parts = _calc(model, provider, pmax, 0, context, when) + _calc(model, provider, 0, cmax, context, when)
+    if math.isclose(whole, parts, rel_tol=1e-9, abs_tol=1e-15):
+        in_len, in_inv = np.unique(p, return_inverse=True)
+        out_len, out_inv = np.unique(c, return_inverse=True)
+        in_cost = np.array([_calc(model, provider, int(x), 0, context, when) for x in in_len])
+        out_cost = np.array([_calc(model, provider, 0, int(y), context, when) for y in out_len])
+        return float(np.mean(in_cost[np.ravel(in_inv)] + out_cost[np.ravel(out_inv)]))
+    pairs, inverse = np.unique(np.stack([p, c], axis=1), axis=0, return_inverse=True)
+    cost = np.array([_calc(model, provider, int(a), int(b), context, when) for a, b in pairs])
+    return float(np.mean(cost[np.ravel(inverse)]))
