@@ -1,0 +1,282 @@
+"""Load-test three OpenAI-compatible servers on this machine and write the "Serving" section of
+docs/benchmarks.md.
+
+Servers, started one after the other on the same model (SmolLM2-135M-Instruct, float32, the kit's
+cached copy) so they never share the CPU:
+
+1. the kit's server with ``--max-batch-size 1`` (the naive real-time server),
+2. the kit's server batched (continuous batching, ``--max-batch-size 16``),
+3. the peer: ``transformers serve --continuous-batching`` (transformers' own OpenAI-compatible
+   server, paged attention + continuous batching).
+
+For each server this script (the load generator, a separate process from the server) runs
+
+* a **closed loop**: ``--clients`` concurrent clients, each sending its next request as soon as
+  the previous answer arrives;
+* an **open loop**: Poisson arrivals at a range of rates (fractions of the closed-loop capacity),
+  the way real users arrive: nobody waits for the server before sending. It reports the highest
+  rate whose p99 latency meets ``--slo`` seconds.
+
+Every request streams (so time to first token is measured), is greedy (``temperature=0``), asks for
+``--max-tokens`` tokens, and carries a different support ticket from the kit's dataset, so only the
+chat template's system prompt is shared between requests. Tokens/s counts completion tokens as
+reported by each server's ``usage``.
+
+Usage::
+
+    python benchmarks/serving.py                 # the full run (about 10 minutes on 2 cores)
+    python benchmarks/serving.py --quick --no-write
+    python benchmarks/serving.py --servers kit-batched --clients 16
+
+The peer needs only what the kit already installs (fastapi, uvicorn, openai, pydantic): transformers'
+``is_serve_available()`` checks exactly those, so ``pip install "transformers[serving]"`` adds nothing.
+It loads the kit's cached model directory (``tradeoffs.models.prepare_chat_model()``) with the hub
+switched off. Both kinds of server run with ``OMP_WAIT_POLICY=PASSIVE`` (the kit's default) and torch's
+default of one thread per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import machine, table, update_section  # noqa: E402
+
+from tradeoffs import models  # noqa: E402
+# The load generator lives in the library so that lab 4 measures its server with this very code.
+from tradeoffs.loadtest import closed_loop, open_loop, summarize  # noqa: E402
+from tradeoffs.serve import LocalServer, free_port  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
+SERVERS = ("kit-naive", "kit-batched", "transformers-cb")
+LABELS = {
+    "kit-naive": "kit, max_batch_size=1 (naive)",
+    "kit-batched": "kit, continuous batching (max_batch_size=16)",
+    "transformers-cb": "transformers serve --continuous-batching",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Workload
+# --------------------------------------------------------------------------------------------
+def workload(n: int = 400, seed: int = 0) -> list[str]:
+    """User messages: 'answer this ticket' prompts over the kit's support tickets (all different)."""
+    try:
+        from tradeoffs import data
+
+        texts = data.load_tickets()["text"].tolist()
+    except Exception as exc:  # the dataset is optional for this script
+        print(f"(tickets unavailable: {exc}; using generated prompts)", file=sys.stderr)
+        texts = [f"Order {1000 + i} has not arrived after {i % 9 + 2} days. What can I do?" for i in range(n)]
+    rng = np.random.default_rng(seed)
+    rng.shuffle(texts)
+    texts = [t[:600] for t in texts]
+    return [f"Write a short, polite reply to this customer support ticket:\n\n{t}" for t in texts[:n]]
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------------
+class PeerServer:
+    """``transformers serve <cached model dir> --continuous-batching`` in a subprocess."""
+
+    def __init__(self, model_dir: Path, startup_timeout: float = 300.0) -> None:
+        self.model_dir = str(model_dir)
+        self.port = free_port()
+        self.startup_timeout = startup_timeout
+        self.proc = None
+        self.log = Path(tempfile.mkstemp(prefix="transformers-serve-", suffix=".log")[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or "transformers"
+        return [exe, "serve", self.model_dir, "--continuous-batching", "--device", "cpu", "--dtype", "float32",
+                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+
+    def __enter__(self) -> str:
+        # The same OpenMP setting the kit's server gets (see `tradeoffs serve`): same machine, same rules.
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.proc = subprocess.Popen(self.command(), stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited early:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(Exception):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.base_url
+            time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError(f"transformers serve did not become healthy:\n{self.log.read_text()[-3000:]}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def server_for(name: str, args):
+    """(context manager yielding base_url, model name to request)."""
+    if name == "kit-naive":
+        return LocalServer(max_batch_size=1, max_wait_ms=0, max_queue=4096), models.CHAT_MODEL_ID
+    if name == "kit-batched":
+        return (LocalServer(max_batch_size=args.batch, max_wait_ms=args.max_wait_ms, max_queue=4096),
+                models.CHAT_MODEL_ID)
+    if name == "transformers-cb":
+        model_dir = models.prepare_chat_model(progress=False)
+        return PeerServer(model_dir), str(model_dir)
+    raise ValueError(f"unknown server {name!r}; choose from {SERVERS}")
+
+
+def bench_server(name: str, args, prompts: list[str]) -> dict:
+    ctx, model = server_for(name, args)
+    print(f"\n== {LABELS[name]}", flush=True)
+    t_start = time.perf_counter()
+    with ctx as base_url:
+        print(f"   up after {time.perf_counter() - t_start:.0f} s at {base_url}", flush=True)
+        # warm-up: one request alone, then one batch-sized burst
+        asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], 1, 1, args.max_tokens, 300))
+        asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], min(4, args.clients), 1,
+                                args.max_tokens, 300))
+        cursor = 0
+        outcomes, wall = asyncio.run(closed_loop(base_url, model, prompts, args.clients, args.per_client,
+                                                 args.max_tokens, args.timeout))
+        cursor += args.clients * args.per_client
+        closed = summarize(outcomes, wall)
+        print(f"   closed loop, {args.clients} clients: {closed['tok_per_s']:.1f} tok/s, "
+              f"{closed['req_per_s']:.2f} req/s, p50 {closed['p50_s']:.2f} s, p99 {closed['p99_s']:.2f} s, "
+              f"ttft p50 {closed['ttft_p50_s']:.2f} s, errors {closed['errors']}", flush=True)
+        capacity = max(closed["req_per_s"], 0.05)
+        sweep = []
+        for k, frac in enumerate(args.fractions):
+            rate = capacity * frac
+            duration = max(args.duration, args.min_requests / rate)
+            outs, wall = asyncio.run(open_loop(base_url, model, prompts[cursor:] + prompts[:cursor], rate,
+                                               duration, args.max_tokens, args.timeout, seed=k))
+            cursor = (cursor + len(outs)) % len(prompts)
+            row = {"rate": rate, "fraction": frac, **summarize(outs, wall)}
+            row["meets_slo"] = bool(row["errors"] == 0 and row["p99_s"] <= args.slo)
+            sweep.append(row)
+            print(f"   open loop {rate:.2f} req/s ({frac:.2f} x capacity): {row['tok_per_s']:.1f} tok/s, "
+                  f"p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s, errors {row['errors']} "
+                  f"{'meets' if row['meets_slo'] else 'misses'} SLO", flush=True)
+            if not row["meets_slo"] and frac >= 1.0:
+                break
+    best = max((r for r in sweep if r["meets_slo"]), key=lambda r: r["rate"], default=None)
+    return {"server": name, "label": LABELS[name], "closed": closed, "sweep": sweep,
+            "best_rate_within_slo": best["rate"] if best else 0.0,
+            "tok_per_s_within_slo": best["tok_per_s"] if best else 0.0,
+            "p99_at_best_s": best["p99_s"] if best else float("nan")}
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+def render(results: list[dict], args, elapsed: float, load: tuple) -> str:
+    by = {r["server"]: r for r in results}
+    closed_rows, slo_rows, sweep_rows = [], [], []
+    for r in results:
+        c = r["closed"]
+        closed_rows.append({"server": r["label"], "tok/s": c["tok_per_s"], "req/s": c["req_per_s"],
+                            "p50 (s)": c["p50_s"], "p90 (s)": c["p90_s"], "p99 (s)": c["p99_s"],
+                            "TTFT p50 (s)": c["ttft_p50_s"], "TTFT p99 (s)": c["ttft_p99_s"],
+                            "tokens/request": c["tokens_per_request"], "errors": c["errors"]})
+        slo_rows.append({"server": r["label"], "highest rate meeting the SLO (req/s)": r["best_rate_within_slo"],
+                         "tok/s there": r["tok_per_s_within_slo"], "p99 there (s)": r["p99_at_best_s"]})
+        for s in r["sweep"]:
+            sweep_rows.append({"server": r["server"], "offered (req/s)": s["rate"], "requests": s["requests"],
+                               "tok/s": s["tok_per_s"], "p50 (s)": s["p50_s"], "p99 (s)": s["p99_s"],
+                               "TTFT p50 (s)": s["ttft_p50_s"], "errors": s["errors"],
+                               "meets SLO": "yes" if s["meets_slo"] else "no"})
+    lines = ["## Serving", "",
+             f"Regenerate with `python benchmarks/serving.py` (this run: {elapsed / 60:.1f} min). "
+             f"Machine: {machine()}. Load average before the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+             "(1/5/15 min) — other jobs shared these cores, so absolute numbers are noisy; the three servers "
+             "were measured one after the other in the same run.", "",
+             f"Workload: SmolLM2-135M-Instruct float32, greedy, `max_tokens={args.max_tokens}`, streaming, one "
+             "support ticket per request (the chat template's system prompt is the only shared prefix). "
+             "The load generator is this script, a separate process.", "",
+             f"### Closed loop: {args.clients} concurrent clients, {args.per_client} requests each", "",
+             table(closed_rows, floatfmt="{:,.2f}"),
+             f"### Open loop (Poisson arrivals): highest rate with p99 latency <= {args.slo:g} s and no errors", "",
+             table(slo_rows, floatfmt="{:,.2f}"),
+             "<details><summary>every rate tried</summary>", "", table(sweep_rows, floatfmt="{:,.2f}"),
+             "</details>", ""]
+    verdict = []
+    if "kit-naive" in by and "kit-batched" in by:
+        n, b = by["kit-naive"], by["kit-batched"]
+        ratio = b["tok_per_s_within_slo"] / n["tok_per_s_within_slo"] if n["tok_per_s_within_slo"] else float("inf")
+        verdict.append(f"- Batched vs naive at the same p99 SLO ({args.slo:g} s): {ratio:.1f}x the tokens/s "
+                       f"(target: at least 5x). Closed loop: "
+                       f"{b['closed']['tok_per_s'] / max(n['closed']['tok_per_s'], 1e-9):.1f}x.")
+    if "transformers-cb" in by and "kit-batched" in by:
+        p, b = by["transformers-cb"]["closed"], by["kit-batched"]["closed"]
+        verdict.append(f"- Kit batched vs `transformers serve --continuous-batching` at {args.clients} clients: "
+                       f"{b['tok_per_s']:.1f} vs {p['tok_per_s']:.1f} tok/s, p99 {b['p99_s']:.2f} vs "
+                       f"{p['p99_s']:.2f} s (target: tokens/s at least equal, p99 at most equal).")
+    if verdict:
+        lines += ["Against the targets:", ""] + verdict + [""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--per-client", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=16, help="max_batch_size of the batched kit server")
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--slo", type=float, default=8.0, help="p99 latency target, seconds")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8, 1.0, 1.25],
+                    help="open-loop rates as fractions of the closed-loop capacity")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per rate")
+    ap.add_argument("--min-requests", type=int, default=10, help="at least this many arrivals per rate")
+    ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request, seconds")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: fewer requests and rates")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.per_client, args.fractions, args.duration, args.min_requests = 1, [0.5, 1.0], 8.0, 4
+    load = os.getloadavg()
+    prompts = workload(n=max(400, args.clients * args.per_client * 4))
+    started = time.perf_counter()
+    results = [bench_server(name, args, prompts) for name in args.servers]
+    elapsed = time.perf_counter() - started
+    body = render(results, args, elapsed, load)
+    print("\n" + body)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"machine": machine(), "load_average": load, "args": vars(args), "results": results},
+                      fh, indent=2, default=str)
+        os.replace(tmp, RESULTS)
+        print(f"wrote {update_section('serving', body)} and {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""A local OpenAI-compatible server over the kit's chat model and embedder.
+
+Labs 1 and 4 talk to it with the official ``openai`` client, exactly as they would to a paid API::
+
+    from openai import OpenAI
+    from tradeoffs.serve import LocalServer
+
+    with LocalServer(max_batch_size=16, max_wait_ms=5) as base_url:
+        client = OpenAI(base_url=base_url, api_key="local")      # any key works
+        reply = client.chat.completions.create(
+            model="smollm2-135m-instruct", max_tokens=32,
+            messages=[{"role": "user", "content": "Where is my parcel?"}])
+        print(reply.choices[0].message.content, reply.usage)
+
+From a shell: ``tradeoffs serve --port 8000 --max-batch-size 16 --max-wait-ms 5``.
+
+Modules: :mod:`.engine` (continuous batching over the model), :mod:`.scheduler` (bounded queue,
+admission policy, the engine thread), :mod:`.app` (HTTP routes, validation, OpenAI-shaped errors),
+:mod:`.metrics` (Prometheus), :mod:`.local` (:class:`LocalServer`). Importing this package is
+cheap: torch and FastAPI load only when ``create_app`` or the engine is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .local import LocalServer, ServerStartError, free_port
+
+__all__ = ["LocalServer", "ServerStartError", "free_port", "create_app", "run_server", "BatchEngine",
+           "Scheduler", "SamplingParams", "GenRequest"]
+
+_LAZY = {
+    "create_app": ".app", "run_server": ".app", "DEFAULTS": ".app",
+    "BatchEngine": ".engine", "SamplingParams": ".engine", "GenRequest": ".engine",
+    "Scheduler": ".scheduler", "QueueFull": ".scheduler",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'tradeoffs.serve' has no attribute {name!r}")

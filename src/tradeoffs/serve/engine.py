@@ -1,0 +1,636 @@
+"""The model side of the server: continuous (iteration-level) batching over one causal LM.
+
+How a step works
+----------------
+:class:`BatchEngine` keeps one **slot** per running request in a preallocated KV cache (one
+``(slots, kv_heads, capacity, head_dim)`` tensor per layer for keys, one for values). Each call to
+:meth:`BatchEngine.step` runs **one forward pass over a packed row of tokens**:
+
+* one token for every request that is decoding, and
+* a chunk of the prompt of every request that is still being prefilled (at most
+  ``max_step_tokens`` tokens in all: *chunked prefill*, so a long prompt never stalls the
+  decoders for long).
+
+The big matrix multiplies (projections, MLP) therefore see all those tokens at once, which is what
+makes batching pay on a CPU: prompt tokens and decode tokens share the same weight reads. Attention
+is the only part that must keep requests apart; a registered attention function does it per
+request, against that request's own slot, with no padding: decode tokens in one batched call, each
+prompt chunk causally against its own cache. New tokens' keys and values are written into the slots
+in place (no concatenation per step).
+
+Between steps the scheduler may :meth:`~BatchEngine.admit` new requests into free slots and
+:meth:`~BatchEngine.release` finished or cancelled ones, so a short request leaves as soon as its
+last token is out and never waits for a longer neighbour — *continuous* batching rather than a
+static batch that runs until its longest member finishes (Yu et al., "Orca: A Distributed Serving
+System for Transformer-Based Generative Models", OSDI 2022,
+https://www.usenix.org/conference/osdi22/presentation/yu). Chunked prefill mixed with decode is the
+scheduling of Agrawal et al., "Sarathi-Serve", OSDI 2024, https://arxiv.org/abs/2403.02310.
+
+Prefix cache
+------------
+Requests that start with the same tokens (the chat template's system prompt, a shared instruction)
+reuse the keys and values of that prefix: once two prompts share at least ``min_prefix_tokens``
+leading tokens, that prefix's cache is kept (LRU, a few entries) and copied into the slot of every
+later request that starts with it, which then prefills only the rest. Keys and values of a prefix do
+not depend on what follows it (causal attention), so the result is the same computation.
+
+Why results can differ (slightly) between a request alone and inside a batch
+--------------------------------------------------------------------------------
+Each request attends only to its own tokens, so nothing leaks between requests. Numerically,
+though, the matrix kernels pick other blockings and summation orders for 1 row than for 100, so
+logits differ in the last bits (about 1e-5), which flips a greedy choice only when the top two
+tokens are nearly tied. This is *batch non-invariance*; lab 4 measures it and the tests pin the
+tolerance.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+__all__ = ["SamplingParams", "GenRequest", "BatchEngine", "TextStream", "sample_token", "estimate_cache_bytes"]
+
+ATTN_NAME = "tradeoffs_packed"
+_PLAN = threading.local()  # the step plan of the engine running on this thread (None elsewhere)
+
+
+@dataclass
+class SamplingParams:
+    """How one request chooses its tokens.
+
+    Parameters
+    ----------
+    max_tokens : int
+        Most tokens to generate (the end-of-turn token included when it is generated).
+    temperature : float
+        0 means greedy (argmax); otherwise softmax sampling at this temperature.
+    top_p : float
+        Nucleus sampling: keep the smallest set of tokens whose probability sums to ``top_p``.
+    seed : int or None
+        Seeds this request's own random generator, so a seeded request samples the same tokens
+        whatever else is in the batch (as long as the logits agree).
+    stop : list of str
+        Stop as soon as the generated text contains one of these; the stop string is not returned.
+
+    Examples
+    --------
+    >>> SamplingParams(max_tokens=16).greedy
+    True
+    """
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not 0 <= self.temperature <= 2:
+            raise ValueError(f"temperature must be in [0, 2], got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class TextStream:
+    """Incremental detokenization with stop strings.
+
+    Byte-level BPE tokens can split a UTF-8 character, so text is released only once it decodes
+    cleanly; when stop strings are set, the last ``len(longest stop) - 1`` characters are held back
+    until it is clear they do not start a stop string. :meth:`take` returns what was released
+    since the last call, so the streamed pieces add up to :attr:`text` exactly.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> tok = SimpleNamespace(decode=lambda ids, skip_special_tokens=True: "".join(map(chr, ids)))
+    >>> s = TextStream(tok, stop=["!"])
+    >>> for c in "hi!x":
+    ...     s.push(ord(c))
+    >>> s.text, s.stopped, s.take(final=True)
+    ('hi', True, 'hi')
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self._hold = max((len(s) for s in self.stop), default=1) - 1
+        self.ids: list[int] = []
+        self._prefix = 0  # token offsets of the incremental-decoding window (as in TGI and vLLM)
+        self._read = 0
+        self.text = ""  # all clean text so far (cut at the stop string once one is seen)
+        self.released = 0  # characters of `text` that may be shown
+        self._taken = 0
+        self.stopped = False
+
+    def push(self, token_id: int) -> None:
+        """Add one generated token (not the end-of-turn token)."""
+        if self.stopped:
+            return
+        self.ids.append(int(token_id))
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self._prefix:self._read], skip_special_tokens=True)
+        now = decode(self.ids[self._prefix:], skip_special_tokens=True)
+        if len(now) > len(before) and not now.endswith("\ufffd"):
+            self.text += now[len(before):]
+            self._prefix, self._read = self._read, len(self.ids)
+        if self.stop:
+            cut = min((i for i in (self.text.find(s) for s in self.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                self.text = self.text[:cut]
+                self.stopped = True
+                self.released = len(self.text)
+                return
+            self.released = max(self.released, len(self.text) - self._hold)
+        else:
+            self.released = len(self.text)
+
+    def take(self, final: bool = False) -> str:
+        """Text released since the last call; ``final=True`` releases everything held back."""
+        if final:
+            self.released = len(self.text)
+        out = self.text[self._taken:self.released]
+        self._taken = self.released
+        return out
+
+
+@dataclass(eq=False)
+class GenRequest:
+    """One chat completion as the engine sees it.
+
+    Attributes
+    ----------
+    prompt_ids : list of int
+        The chat-templated prompt, tokenized.
+    params : SamplingParams
+    output_ids : list of int
+        Generated tokens so far.
+    cached : int
+        Tokens of this request whose keys and values are in its slot.
+    prefix_hit : int
+        Prompt tokens taken from the prefix cache instead of computed.
+    finish_reason : str or None
+        ``"stop"`` (end-of-turn token or a stop string) or ``"length"`` (``max_tokens`` or the
+        context window) once finished.
+    """
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    tokenizer: Any = None
+    output_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    cancelled: bool = False
+    cached: int = 0
+    prefix_hit: int = 0
+    stream: TextStream | None = None
+    generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        if not self.prompt_ids:
+            raise ValueError("prompt_ids is empty; a request needs at least one prompt token")
+        if self.tokenizer is not None and self.stream is None:
+            self.stream = TextStream(self.tokenizer, self.params.stop)
+        if not self.params.greedy:
+            self.generator = torch.Generator(device="cpu")
+            if self.params.seed is not None:
+                self.generator.manual_seed(int(self.params.seed) % 2**64)
+            else:
+                self.generator.seed()
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.output_ids)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.cached < self.prompt_tokens
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+class _StepPlan:
+    """Where each packed token goes: built once per step, used by every layer's attention."""
+
+    def __init__(self, engine: "BatchEngine", n_tokens: int) -> None:
+        self.keys, self.values = engine._keys, engine._values
+        self.n_tokens = n_tokens
+        self.batch = 0  # slots [0, batch) are in use
+        self.dec_slots: torch.Tensor | None = None  # slots that decode one token this step
+        self.dec_tokens: torch.Tensor | None = None  # their positions in the packed row
+        self.dec_pos: torch.Tensor | None = None  # cache column of their new token
+        self.dec_mask: torch.Tensor | None = None  # (batch, 1, 1, width) which columns each slot sees
+        self.dec_all = False  # every slot in [0, batch) decodes, in slot order
+        self.width = 0
+        self.segments: list[tuple[int, int, int, int, torch.Tensor | None]] = []  # slot, start, n, c0, mask
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               scaling: float) -> torch.Tensor:
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        K, V = self.keys[layer], self.values[layer]
+        k, v = key[0], value[0]  # (kv_heads, n_tokens, head_dim)
+        heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[-1]
+        rep = heads // kv_heads
+        out = query.new_empty((1, self.n_tokens, heads, dim))
+        if self.dec_slots is not None:
+            K[self.dec_slots, :, self.dec_pos] = k[:, self.dec_tokens].transpose(0, 1)
+            V[self.dec_slots, :, self.dec_pos] = v[:, self.dec_tokens].transpose(0, 1)
+        for slot, start, n, c0, _ in self.segments:
+            K[slot, :, c0:c0 + n] = k[:, start:start + n]
+            V[slot, :, c0:c0 + n] = v[:, start:start + n]
+        if self.dec_slots is not None:
+            q = query[0, :, self.dec_tokens].transpose(0, 1)  # (n_dec, heads, dim)
+            if not self.dec_all:
+                full = q.new_zeros((self.batch, heads, dim))
+                full[self.dec_slots] = q
+                q = full
+            # GQA without copying keys: the `rep` query heads of one kv head act as `rep` queries.
+            q = q.reshape(self.batch, kv_heads, rep, dim)
+            o = sdpa(q, K[:self.batch, :, :self.width], V[:self.batch, :, :self.width],
+                     attn_mask=self.dec_mask, scale=scaling)
+            o = o.reshape(self.batch, heads, dim)
+            out[0, self.dec_tokens] = o if self.dec_all else o[self.dec_slots]
+        for slot, start, n, c0, mask in self.segments:
+            q = query[:, :, start:start + n]
+            o = sdpa(q, K[slot:slot + 1, :, :c0 + n], V[slot:slot + 1, :, :c0 + n], attn_mask=mask,
+                     is_causal=mask is None, scale=scaling, enable_gqa=True)
+            out[0, start:start + n] = o[0].transpose(0, 1)
+        return out
+
+
+def _packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                      scaling: float | None = None, **kwargs):
+    """Attention for the engine's packed steps; plain SDPA for every other caller of the model."""
+    plan = getattr(_PLAN, "plan", None)
+    if plan is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    return plan.attend(module.layer_idx, query, key, value, scaling), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(ATTN_NAME, _packed_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, sdpa_mask)
+
+
+class BatchEngine:
+    """Continuous batching with chunked prefill over a Hugging Face Llama-family causal LM.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM whose attention modules call transformers' attention interface (Llama,
+        Mistral, Qwen2... ). The engine switches its attention implementation to one that falls back
+        to plain SDPA outside the engine's own steps, so the same model object still works with
+        ``generate()``.
+    eos_token_ids : sequence of int
+        Tokens that end a reply (finish reason ``"stop"``).
+    context_length : int
+        Prompt plus generated tokens may not exceed this.
+    max_batch_size : int
+        Slots in the KV cache: most requests running at once.
+    max_step_tokens : int
+        Most tokens in one forward pass (decode tokens + prompt chunks).
+    prefix_cache : bool
+        Reuse the keys and values of shared prompt prefixes.
+    min_prefix_tokens : int
+        Shortest shared prefix worth keeping.
+
+    Examples
+    --------
+    >>> from tradeoffs.models import load_chat_model                  # doctest: +SKIP
+    >>> chat = load_chat_model("cpu")                                  # doctest: +SKIP
+    >>> eng = BatchEngine.from_chat_model(chat, max_batch_size=4)      # doctest: +SKIP
+    >>> ids = chat.encode_chat([{"role": "user", "content": "Hi"}])["input_ids"][0].tolist()  # doctest: +SKIP
+    >>> r = GenRequest(ids, SamplingParams(max_tokens=8, temperature=0), chat.tokenizer)   # doctest: +SKIP
+    >>> eng.admit([r])                                                 # doctest: +SKIP
+    >>> while eng.running:                                             # doctest: +SKIP
+    ...     emitted, done = eng.step()
+    ...     eng.release(done)
+    >>> r.stream.text                                                  # doctest: +SKIP
+    'Hello! How can I help you today?'
+    """
+
+    def __init__(self, model: Any, eos_token_ids: Sequence[int], context_length: int, *,
+                 max_batch_size: int = 16, max_step_tokens: int = 256, prefix_cache: bool = True,
+                 min_prefix_tokens: int = 16, prefix_entries: int = 8) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_step_tokens < max_batch_size + 1:
+            raise ValueError(f"max_step_tokens ({max_step_tokens}) must exceed max_batch_size ({max_batch_size}) "
+                             "so prompts still progress while every slot decodes")
+        cfg = model.config
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.eos = set(int(t) for t in eos_token_ids)
+        self.context_length = int(context_length)
+        self.max_batch_size = int(max_batch_size)
+        self.max_step_tokens = int(max_step_tokens)
+        self.n_layers = int(cfg.num_hidden_layers)
+        self.kv_heads = int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
+        self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        self.running: list[GenRequest] = []  # running[i] owns slot i
+        self.capacity = 0
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self.prefix_cache = bool(prefix_cache)
+        self.min_prefix_tokens = int(min_prefix_tokens)
+        self.prefix_entries = int(prefix_entries)
+        self._prefixes: collections.OrderedDict[tuple, tuple[list, list]] = collections.OrderedDict()
+        self._recent_prompts: collections.deque[tuple] = collections.deque(maxlen=8)
+        self.stats = {"steps": 0, "step_tokens": 0, "prefix_tokens_reused": 0}
+        _register_attention()
+        model.set_attn_implementation(ATTN_NAME)
+
+    @classmethod
+    def from_chat_model(cls, chat: Any, **options) -> "BatchEngine":
+        """Build an engine from a :class:`tradeoffs.models.ChatModel` (options as in the constructor)."""
+        tok = chat.tokenizer
+        eos = {tok.eos_token_id}
+        gen_eos = getattr(chat.model.generation_config, "eos_token_id", None)
+        if gen_eos is not None:
+            eos |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos])
+        return cls(chat.model, sorted(e for e in eos if e is not None), chat.context_length, **options)
+
+    # ------------------------------------------------------------------ the KV cache
+    @property
+    def batch_size(self) -> int:
+        return len(self.running)
+
+    @property
+    def free_slots(self) -> int:
+        return self.max_batch_size - len(self.running)
+
+    def cache_bytes(self) -> int:
+        """Bytes held by the KV cache right now."""
+        return sum(t.numel() * t.element_size() for t in self._keys + self._values)
+
+    def _ensure_capacity(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        new = min(max(needed, 2 * self.capacity, 128), self.context_length)
+        new = min(-(-new // 64) * 64, max(self.context_length, needed))
+        shape = (self.max_batch_size, self.kv_heads, new, self.head_dim)
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        if self.capacity:
+            for i in range(self.n_layers):
+                keys[i][:, :, :self.capacity] = self._keys[i]
+                values[i][:, :, :self.capacity] = self._values[i]
+        self._keys, self._values, self.capacity = keys, values, new
+
+    def _shrink_if_idle(self) -> None:
+        if not self.running and self.capacity > 1024:  # give back the memory a long request needed
+            self._keys, self._values, self.capacity = [], [], 0
+
+    # ------------------------------------------------------------------ admit / release
+    @torch.inference_mode()
+    def admit(self, requests: Sequence[GenRequest]) -> None:
+        """Give each request a free slot; its prompt is prefilled by the next steps.
+
+        Raises ValueError when there are more requests than free slots or a prompt does not fit.
+        """
+        requests = [r for r in requests if not r.cancelled]
+        if len(requests) > self.free_slots:
+            raise ValueError(f"{len(requests)} requests but only {self.free_slots} free slots")
+        for r in requests:
+            if r.prompt_tokens >= self.context_length:
+                raise ValueError(f"prompt has {r.prompt_tokens} tokens; the context holds {self.context_length}")
+        for r in requests:
+            self.running.append(r)
+            r.cached = 0
+            if self.prefix_cache:
+                self._reuse_prefix(len(self.running) - 1, r)
+
+    @torch.inference_mode()
+    def release(self, requests: Sequence[GenRequest]) -> None:
+        """Free the slots of finished or cancelled requests (the last slot moves into each hole)."""
+        for r in requests:
+            try:
+                i = next(j for j, x in enumerate(self.running) if x is r)
+            except StopIteration:
+                continue
+            last = len(self.running) - 1
+            if i != last:
+                moved = self.running[last]
+                n = moved.cached
+                for K, V in zip(self._keys, self._values):
+                    K[i, :, :n] = K[last, :, :n]
+                    V[i, :, :n] = V[last, :, :n]
+                self.running[i] = moved
+            self.running.pop()
+        self._shrink_if_idle()
+
+    def cancel_all(self) -> list[GenRequest]:
+        """Drop every running request (after an engine failure or on shutdown); returns them."""
+        dropped, self.running = self.running, []
+        self._shrink_if_idle()
+        return dropped
+
+    # ------------------------------------------------------------------ prefix cache
+    def _reuse_prefix(self, slot: int, r: GenRequest) -> None:
+        best = None
+        for key in self._prefixes:
+            n = len(key)
+            if n < r.prompt_tokens and (best is None or n > len(best)) and tuple(r.prompt_ids[:n]) == key:
+                best = key
+        if best is None:
+            return
+        self._prefixes.move_to_end(best)
+        ks, vs = self._prefixes[best]
+        n = len(best)
+        self._ensure_capacity(n)
+        for K, V, k, v in zip(self._keys, self._values, ks, vs):
+            K[slot, :, :n] = k
+            V[slot, :, :n] = v
+        r.cached = r.prefix_hit = n
+        self.stats["prefix_tokens_reused"] += n
+
+    def _remember_prefix(self, slot: int, r: GenRequest) -> None:
+        """After a prompt is prefilled: keep the prefix it shares with a recent prompt."""
+        prompt = tuple(r.prompt_ids)
+        best = 0
+        for other in self._recent_prompts:
+            n = 0
+            for a, b in zip(prompt, other):
+                if a != b:
+                    break
+                n += 1
+            best = max(best, n)
+        self._recent_prompts.append(prompt)
+        best = min(best, r.prompt_tokens - 1)
+        if best < self.min_prefix_tokens or prompt[:best] in self._prefixes:
+            return
+        self._prefixes[prompt[:best]] = ([K[slot, :, :best].clone() for K in self._keys],
+                                         [V[slot, :, :best].clone() for V in self._values])
+        while len(self._prefixes) > self.prefix_entries:
+            self._prefixes.popitem(last=False)
+
+    # ------------------------------------------------------------------ one step
+    @torch.inference_mode()
+    def step(self) -> tuple[list[GenRequest], list[GenRequest]]:
+        """One forward pass: a token for every decoding request, prompt chunks for the others.
+
+        Returns
+        -------
+        (emitted, finished) : lists of GenRequest
+            Requests that got a new token in this step, and those that finished on it. Finished
+            requests keep their slot until :meth:`release`, so the caller can deliver first.
+        """
+        live = [r for r in self.running if not r.finished]
+        if len(live) != len(self.running):
+            self.release([r for r in self.running if r.finished])
+        if not self.running:
+            return [], []
+        ids: list[int] = []
+        pos: list[int] = []
+        dec_slots, dec_tokens, dec_pos = [], [], []
+        chunks: list[tuple[int, GenRequest, int, int]] = []  # slot, request, start, n
+        for slot, r in enumerate(self.running):
+            if not r.prefilling:
+                dec_slots.append(slot)
+                dec_tokens.append(len(ids))
+                dec_pos.append(r.cached)
+                ids.append(r.output_ids[-1])
+                pos.append(r.cached)
+        budget = max(self.max_step_tokens - len(ids), 1)
+        for slot, r in enumerate(self.running):
+            if r.prefilling and budget > 0:
+                n = min(r.prompt_tokens - r.cached, budget)
+                chunks.append((slot, r, len(ids), n))
+                ids.extend(r.prompt_ids[r.cached:r.cached + n])
+                pos.extend(range(r.cached, r.cached + n))
+                budget -= n
+        self._ensure_capacity(max(r.cached + 1 for r in self.running) + max((c[3] for c in chunks), default=0))
+        plan = _StepPlan(self, len(ids))
+        plan.batch = len(self.running)
+        keep: list[int] = []  # packed positions whose logits we need
+        owners: list[GenRequest] = []
+        if dec_slots:
+            plan.dec_slots = torch.tensor(dec_slots, device=self.device)
+            plan.dec_tokens = torch.tensor(dec_tokens, device=self.device)
+            plan.dec_pos = torch.tensor(dec_pos, device=self.device)
+            plan.dec_all = dec_slots == list(range(plan.batch))
+            plan.width = max(dec_pos) + 1
+            cols = torch.arange(plan.width, device=self.device)
+            lengths = torch.zeros(plan.batch, dtype=torch.long, device=self.device)
+            lengths[plan.dec_slots] = plan.dec_pos + 1
+            lengths.clamp_(min=1)  # a slot that is not decoding sees column 0 only (its output is dropped)
+            plan.dec_mask = (cols[None, :] < lengths[:, None])[:, None, None, :]
+            keep.extend(dec_tokens)
+            owners.extend(self.running[s] for s in dec_slots)
+        for slot, r, start, n in chunks:
+            c0 = r.cached
+            mask = None
+            if c0:
+                rows = torch.arange(n, device=self.device)[:, None] + c0
+                mask = torch.arange(c0 + n, device=self.device)[None, :] <= rows
+            plan.segments.append((slot, start, n, c0, mask))
+            if c0 + n == r.prompt_tokens:
+                keep.append(start + n - 1)
+                owners.append(r)
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        position_ids = torch.tensor([pos], dtype=torch.long, device=self.device)
+        dummy_mask = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=self.device)  # skips mask building
+        _PLAN.plan = plan
+        try:
+            out = self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=dummy_mask,
+                             use_cache=False, logits_to_keep=torch.tensor(keep, dtype=torch.long, device=self.device))
+        finally:
+            _PLAN.plan = None
+        self.stats["steps"] += 1
+        self.stats["step_tokens"] += len(ids)
+        for slot, r, start, n in chunks:
+            r.cached += n
+            if not r.prefilling and self.prefix_cache:
+                self._remember_prefix(slot, r)
+        for slot in dec_slots:
+            self.running[slot].cached += 1
+        logits = out.logits[0].float()
+        tokens = self._sample(logits, owners)
+        done = self._append(owners, tokens)
+        return owners, done
+
+    def _sample(self, logits: torch.Tensor, requests: Sequence[GenRequest]) -> list[int]:
+        picks = logits.argmax(dim=-1).tolist()
+        for i, r in enumerate(requests):
+            if not r.params.greedy:
+                picks[i] = sample_token(logits[i], r.params.temperature, r.params.top_p, r.generator)
+        return picks
+
+    def _append(self, requests: Sequence[GenRequest], tokens: Sequence[int]) -> list[GenRequest]:
+        done = []
+        for r, t in zip(requests, tokens):
+            r.output_ids.append(int(t))
+            if r.stream is not None and t not in self.eos:
+                r.stream.push(int(t))
+            if t in self.eos or (r.stream is not None and r.stream.stopped):
+                r.finish_reason = "stop"
+            elif r.completion_tokens >= r.params.max_tokens:
+                r.finish_reason = "length"
+            elif r.prompt_tokens + r.completion_tokens >= self.context_length:
+                r.finish_reason = "length"
+            if r.finish_reason:
+                done.append(r)
+        return done
+
+
+def sample_token(logits: torch.Tensor, temperature: float, top_p: float,
+                 generator: torch.Generator | None = None) -> int:
+    """Sample one token id from a 1-D logits vector with temperature and nucleus (top-p) filtering.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> sample_token(torch.tensor([0.0, 10.0, 0.0]), temperature=1.0, top_p=0.5, generator=g)
+    1
+    """
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1:
+        sorted_p, order = probs.sort(descending=True)
+        cum = sorted_p.cumsum(0)
+        keep = int((cum < top_p).sum()) + 1  # smallest prefix whose mass reaches top_p
+        keep = max(1, min(keep, sorted_p.numel()))
+        sorted_p = sorted_p[:keep] / sorted_p[:keep].sum()
+        choice = torch.multinomial(sorted_p.cpu(), 1, generator=generator)
+        return int(order[int(choice)])
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+def estimate_cache_bytes(config: Any, batch: int, columns: int, dtype_bytes: int = 4) -> int:
+    """KV-cache size in bytes for ``batch`` rows of ``columns`` tokens (keys and values, all layers).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> cfg = SimpleNamespace(num_hidden_layers=30, num_key_value_heads=3, head_dim=64,
+    ...                       hidden_size=576, num_attention_heads=9)
+    >>> estimate_cache_bytes(cfg, batch=1, columns=1000)
+    46080000
+    """
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return int(2 * config.num_hidden_layers * batch * kv * head_dim * columns * dtype_bytes)
+

@@ -1,0 +1,173 @@
+"""Batching must not change answers: greedy outputs alone == inside a batch (within the documented
+tolerance), the engine's continuous batching equals transformers' generate(), short requests leave
+the batch early, and 50 concurrent requests are all answered."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tradeoffs.serve.engine import BatchEngine, GenRequest, SamplingParams
+
+from serve_helpers import CHAT
+
+pytestmark = pytest.mark.models
+
+PROMPTS = [
+    "What is the capital of France?",
+    "My parcel has not arrived. What should I do?",
+    "Write a haiku about the sea.",
+    "hi",
+    "Explain in one sentence what a refund is.",
+    "I was charged twice for the March invoice, please fix it. My account number is 4471-22.",
+]
+N_TOKENS = 16
+# Batch non-invariance: a batch uses other matrix-kernel blockings and attention lengths than a
+# request alone, so logits differ in the last bits (~1e-5) and a near-tie between the top two tokens
+# can flip a greedy choice. We allow at most one prompt of the set to differ, and only after its
+# first 8 tokens agree. Lab 4 measures this effect; on the reference machine no prompt differs.
+MAX_DIFFERING_PROMPTS = 1
+MIN_COMMON_PREFIX = 8
+
+
+def _ids(chat, prompt: str) -> list[int]:
+    return chat.encode_chat([{"role": "user", "content": prompt}])["input_ids"][0].tolist()
+
+
+def _generate_alone(chat, prompt: str, n: int) -> list[int]:
+    import torch
+
+    batch = chat.encode_chat([{"role": "user", "content": prompt}])
+    with torch.inference_mode():
+        out = chat.model.generate(**batch, max_new_tokens=n, do_sample=False,
+                                  pad_token_id=chat.tokenizer.pad_token_id)
+    ids = out[0, batch["input_ids"].shape[1]:].tolist()
+    eos = chat.tokenizer.eos_token_id
+    return ids[: ids.index(eos) + 1] if eos in ids else ids
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _assert_within_tolerance(got: dict, ref: dict) -> None:
+    differing = {p: _common_prefix(got[p], ref[p]) for p in ref if got[p] != ref[p]}
+    assert len(differing) <= MAX_DIFFERING_PROMPTS, f"batched outputs differ for {differing}"
+    for p, n in differing.items():
+        assert n >= MIN_COMMON_PREFIX, f"{p!r} differs after only {n} tokens"
+
+
+@pytest.fixture(scope="module")
+def references(chat_model):
+    return {p: _generate_alone(chat_model, p, N_TOKENS) for p in PROMPTS}
+
+
+def _drain(engine, max_steps: int = 1000) -> int:
+    steps = 0
+    while engine.running and steps < max_steps:
+        _, done = engine.step()
+        engine.release(done)
+        steps += 1
+    return steps
+
+
+@pytest.mark.parametrize("options", [{"prefix_cache": False}, {"prefix_cache": True, "max_step_tokens": 24}],
+                         ids=["plain", "prefix-cache+chunked-prefill"])
+def test_engine_continuous_batching_equals_generate(chat_model, references, options):
+    """Requests join a running batch at different steps and leave when done: same tokens as alone.
+    With the prefix cache and a tiny step budget, prompts are also split into chunks and later
+    requests reuse the system prompt's keys and values."""
+    engine = BatchEngine.from_chat_model(chat_model, max_batch_size=8, **options)
+    reqs = {p: GenRequest(_ids(chat_model, p), SamplingParams(max_tokens=N_TOKENS, temperature=0)) for p in PROMPTS}
+    waves = [PROMPTS[:2], PROMPTS[2:3], PROMPTS[3:]]  # admitted at steps 0, 3 and 6
+    seen_batch_sizes = set()
+    for wave in waves:
+        engine.admit([reqs[p] for p in wave])
+        for _ in range(3):
+            if engine.running:
+                seen_batch_sizes.add(engine.batch_size)
+                _, done = engine.step()
+                engine.release(done)
+    while engine.running:
+        seen_batch_sizes.add(engine.batch_size)
+        _, done = engine.step()
+        engine.release(done)
+    assert max(seen_batch_sizes) >= 4, "the waves never ran together"
+    _assert_within_tolerance({p: r.output_ids for p, r in reqs.items()}, references)
+    for r in reqs.values():
+        assert r.finish_reason in ("stop", "length")
+    if options["prefix_cache"]:
+        assert engine.stats["prefix_tokens_reused"] > 0, "no request reused the shared system prompt"
+        assert max(r.prefix_hit for r in reqs.values()) >= 16
+    else:
+        assert engine.stats["prefix_tokens_reused"] == 0
+
+
+def test_short_request_leaves_the_batch_before_its_long_neighbour(chat_model):
+    engine = BatchEngine.from_chat_model(chat_model, max_batch_size=2, prefix_cache=False)
+    long = GenRequest(_ids(chat_model, PROMPTS[1]), SamplingParams(max_tokens=12, temperature=0))
+    short = GenRequest(_ids(chat_model, PROMPTS[1]), SamplingParams(max_tokens=3, temperature=0))
+    engine.admit([long, short])
+    steps = 0
+    while short in engine.running:
+        emitted, done = engine.step()
+        assert emitted == [long, short]  # both get a token on every step
+        engine.release(done)
+        steps += 1
+    assert steps == 3 and short.finish_reason == "length" and short.completion_tokens == 3
+    assert engine.running == [long] and engine.free_slots == 1
+    _drain(engine)
+    assert long.output_ids[:3] == short.output_ids and long.completion_tokens == 12
+
+
+def test_engine_rejects_more_requests_than_slots(chat_model):
+    engine = BatchEngine.from_chat_model(chat_model, max_batch_size=1)
+    a, b = (GenRequest(_ids(chat_model, "hi"), SamplingParams(max_tokens=1, temperature=0)) for _ in range(2))
+    with pytest.raises(ValueError, match="free slots"):
+        engine.admit([a, b])
+
+
+def test_server_outputs_alone_equal_outputs_in_a_batch(client, aclient, chat_model, references):
+    def create(c, p):
+        return c.chat.completions.with_raw_response.create(
+            model=CHAT, messages=[{"role": "user", "content": p}], max_tokens=N_TOKENS, temperature=0)
+
+    alone = {p: create(client, p) for p in PROMPTS}
+
+    async def together():
+        async with aclient:
+            return dict(zip(PROMPTS, await asyncio.gather(*(create(aclient, p) for p in PROMPTS))))
+
+    batched = asyncio.run(together())
+    assert all(int(alone[p].headers["x-batch-size"]) == 1 for p in PROMPTS)
+    assert max(int(batched[p].headers["x-batch-size"]) for p in PROMPTS) >= 3, "the requests never shared a batch"
+    expected = {p: chat_model.tokenizer.decode(references[p], skip_special_tokens=True) for p in PROMPTS}
+    for replies in (alone, batched):
+        parsed = {p: replies[p].parse() for p in PROMPTS}
+        differing = [p for p in PROMPTS if parsed[p].choices[0].message.content != expected[p]]
+        assert len(differing) <= MAX_DIFFERING_PROMPTS, differing
+        for p in PROMPTS:
+            assert parsed[p].usage.prompt_tokens == len(_ids(chat_model, p))
+            if p not in differing:
+                assert parsed[p].usage.completion_tokens == len(references[p])
+
+
+def test_fifty_concurrent_requests_are_all_answered(aclient):
+    async def burst():
+        async with aclient:
+            calls = [aclient.chat.completions.create(
+                model=CHAT, messages=[{"role": "user", "content": f"Say the number {i}."}], max_tokens=4,
+                temperature=0) for i in range(50)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    replies = asyncio.run(burst())
+    errors = [r for r in replies if isinstance(r, Exception)]
+    assert not errors, errors[:3]
+    assert len({r.id for r in replies}) == 50
+    assert all(1 <= r.usage.completion_tokens <= 4 for r in replies)
