@@ -156,6 +156,94 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("release")
+def release_cmd(
+    labs: Optional[list[str]] = typer.Argument(None, help="lab ids (default: every lab with a solution)"),
+    check: bool = typer.Option(False, "--check", help="only report labs/ folders out of date with solutions/"),
+    root: Optional[Path] = typer.Option(None, help="course directory (default: the current one if it has "
+                                                  "nbgrader_config.py, else this repository)"),
+) -> None:
+    """Regenerate labs/ (student versions) from solutions/ with nbgrader."""
+    from . import grading
+
+    try:
+        if check:
+            stale = grading.stale_labs(root)
+            for lab, problems in stale.items():
+                typer.echo(f"out of date: {lab}: " + "; ".join(problems))
+            if stale:
+                _fail("labs/ is out of date with solutions/; run `make release` (tradeoffs release)")
+            typer.echo("labs/ is up to date with solutions/")
+            return
+        results = grading.release(root, labs)
+    except grading.GradingError as exc:
+        _fail(str(exc))
+    if not results:
+        typer.echo("no lab solution notebooks exist yet under solutions/")
+    for r in results:
+        typer.echo(f"{'updated  ' if r.changed else 'unchanged'} {r.lab:<38} -> {r.path}")
+
+
+@app.command("grade")
+def grade_cmd(
+    submissions: Path = typer.Argument(..., help="folder with one sub-folder per student"),
+    workers: int = typer.Option(2, help="parallel grading processes (one kernel each)"),
+    labs: Optional[list[str]] = typer.Option(None, "--lab", help="grade only this lab (repeatable)"),
+    root: Optional[Path] = typer.Option(None, help="course directory (default: the current one if it has "
+                                                  "nbgrader_config.py, else this repository)"),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="grades CSV (default: grades.csv in the course)"),
+    cell_timeout: Optional[int] = typer.Option(None, help="seconds per cell (default: nbgrader_config.py)"),
+    job_timeout: int = typer.Option(1200, help="seconds per submission before it is stopped"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Autograde every submission in parallel; write feedback, the gradebook and a grades CSV."""
+    from . import grading
+
+    grading._fast_imports()
+    settings = grading.GradeSettings(workers=workers, cell_timeout=cell_timeout, job_timeout=job_timeout)
+    try:
+        results = grading.grade(submissions, root=root, labs=labs, settings=settings, csv_path=csv_path,
+                                progress=progress)
+    except grading.GradingError as exc:
+        _fail(str(exc), code=2)
+    for r in sorted(results, key=lambda r: (r.student, r.lab)):
+        note = f"  {r.reason}" if r.reason else ""
+        typer.echo(f"{r.student:<20} {r.lab:<38} {r.status:<8} {r.score:6.1f} / {r.max_auto_score:g}{note}")
+    root_dir = grading.course_root(root)
+    typer.echo(f"grades: {csv_path or root_dir / grading.GRADES_CSV}; feedback: {root_dir / 'feedback'}; "
+               f"gradebook: {root_dir / grading.GRADEBOOK}")
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(8000, help="TCP port"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 = every interface)"),
+    max_batch_size: int = typer.Option(16, min=1, help="most requests decoded together (1 = naive, no batching)"),
+    max_wait_ms: float = typer.Option(5.0, min=0, help="longest a request waits for companions before it joins"),
+    max_queue: int = typer.Option(128, min=1, help="most waiting requests; past it clients get HTTP 429"),
+    max_body_bytes: int = typer.Option(2 * 1024 * 1024, min=1024, help="larger request bodies get HTTP 413"),
+    default_max_tokens: int = typer.Option(512, min=1, help="completion budget when a request sets none"),
+    max_step_tokens: int = typer.Option(256, min=2, help="most tokens per forward pass (decode + prompt chunks)"),
+    prefix_cache: bool = typer.Option(True, help="reuse the KV cache of shared prompt prefixes"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: every core)"),
+    device: str = typer.Option("cpu", help="cpu | cuda | mps | auto"),
+    log_level: str = typer.Option("info", help="debug | info | warning | error"),
+) -> None:
+    """Serve the chat model and the embedder with an OpenAI-compatible API (Ctrl-C stops it)."""
+    # Before torch loads: idle OpenMP threads sleep instead of spinning, which keeps a shared or
+    # oversubscribed CPU from collapsing (measured: 2 spinning threads ran 6x slower than 1 there).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from .serve.app import run_server
+
+    try:
+        run_server(host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                   max_queue=max_queue, max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens,
+                   max_step_tokens=max_step_tokens, prefix_cache=prefix_cache, threads=threads, device=device,
+                   log_level=log_level)
+    except models.ModelArtifactError as exc:
+        _fail(f"serve failed: {exc}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
