@@ -1,0 +1,674 @@
+"""Run untrusted code (a student's notebook kernel) in a throwaway sandbox.
+
+nbgrader executes a submission with the grader's own permissions. This module wraps the command
+that starts the kernel so that, where the operating system allows it, the code runs
+
+* with **resource limits** (CPU seconds, memory, file size, processes, open files), always;
+* in its own **network namespace** (only a private loopback: no internet, no host services);
+* in its own **PID namespace** (it cannot see or signal the grader or other students, and every
+  process it starts dies with it, even a ``setsid`` daemon);
+* in its own **mount namespace** where the whole filesystem is read-only except its work
+  directory, ``/tmp`` and ``/dev/shm`` are fresh size-limited tmpfs mounts (other jobs' files are
+  invisible), and the paths it must not read (solutions, other submissions, gradebooks) are hidden;
+* as a **throwaway unprivileged user** when the grader runs as root (containers, CI), or with every
+  capability dropped inside an unprivileged user namespace otherwise.
+
+Three isolation levels, chosen by :func:`detect_isolation` (probed once per process):
+
+``"root"``
+    the grader is root: namespaces + a throwaway uid per job. Strongest.
+``"userns"``
+    Linux with unprivileged user namespaces: namespaces, same uid, no capabilities.
+``"limits"``
+    anything else (macOS, locked-down kernels): resource limits only. Student code can then do
+    whatever the grading account can; ``docs/instructor.md`` explains how to grade safely there.
+
+The launcher runs as ``python -m tradeoffs.sandbox SPEC.json -- ARGV...``; :meth:`SandboxSpec.command`
+builds that command line. In the namespace levels it forks: the child becomes PID 1 of the new PID
+namespace, sets up mounts, limits and identity, then ``exec``\\ s ``ARGV``; the parent stays in the
+host namespaces, waits, and exits with the child's status, so a kernel manager can poll and signal it
+like any kernel process.
+
+Examples
+--------
+>>> import sys, tempfile
+>>> work = tempfile.mkdtemp()
+>>> spec = SandboxSpec(workdir=work, isolation="limits", limits=Limits(cpu_seconds=30))
+>>> import subprocess
+>>> out = subprocess.run(spec.command([sys.executable, "-c", "print('hi')"], work + "/spec.json"),
+...                      capture_output=True, text=True)
+>>> out.stdout.strip()
+'hi'
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+ISOLATION_LEVELS = ("root", "userns", "limits")
+
+# Linux constants (from <sched.h>, <sys/mount.h>, <sys/prctl.h>, <linux/capability.h>)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+CAP_LAST_CAP_FALLBACK = 40
+SETUP_FAILED = 125  # exit status of the launcher when the sandbox could not be built
+
+_MOUNT_OPTION_FLAGS = {
+    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
+}
+# Mounts the read-only pass leaves alone: kernel interfaces and device nodes.
+_SKIP_READONLY = ("/proc", "/sys", "/dev")
+
+
+# Environment variables the sandboxed process may inherit; everything else (API keys, tokens,
+# credentials) is dropped. SandboxSpec.env adds to what survives.
+DEFAULT_ENV_ALLOW = (
+    r"^(PATH|LANG|LANGUAGE|LC_\w+|TZ|TERM|VIRTUAL_ENV|PYTHONPATH|PYTHONHASHSEED|NBGRADER_\w+|JPY_\w+|"
+    r"TRADEOFFS_(CHAT_MODEL|EMBEDDER|DEVICE|REPO)|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_NUM_THREADS|"
+    r"CUDA_VISIBLE_DEVICES|PYDEVD_\w+|MPLBACKEND)$"
+)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be set up; the message says what failed and how to proceed."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to the sandboxed process and everything it starts.
+
+    Parameters
+    ----------
+    cpu_seconds : int
+        CPU time (``RLIMIT_CPU``); past it the kernel gets ``SIGXCPU`` then ``SIGKILL``.
+    memory_bytes : int
+        Private writable memory (``RLIMIT_DATA``): allocations beyond it fail with ``MemoryError``.
+    file_bytes : int
+        Largest file it may write (``RLIMIT_FSIZE``).
+    processes : int
+        Processes and threads of its user (``RLIMIT_NPROC``; effective with a throwaway uid).
+    open_files : int
+        Open file descriptors (``RLIMIT_NOFILE``).
+    tmpfs_bytes : int
+        Size of the fresh ``/tmp`` and ``/dev/shm`` mounts (namespace levels only).
+
+    Examples
+    --------
+    >>> Limits(cpu_seconds=60).cpu_seconds
+    60
+    """
+
+    cpu_seconds: int = 900
+    memory_bytes: int = 6 << 30
+    file_bytes: int = 1 << 30
+    processes: int = 1024
+    open_files: int = 4096
+    tmpfs_bytes: int = 512 << 20
+
+
+@dataclass
+class SandboxSpec:
+    """Everything the launcher needs to build one sandbox.
+
+    Parameters
+    ----------
+    workdir : str
+        The process's working directory: the only writable place besides a fresh ``/tmp``.
+    hide : list of str
+        Directories and files that must be invisible inside (solutions, submissions, gradebooks,
+        other jobs). Directories become empty; files read as empty.
+    readonly_binds : list of [source, target]
+        Paths made visible read-only at ``target`` (which must lie inside ``workdir``), e.g. the
+        model cache when it sits in a home directory the throwaway user cannot enter.
+    expose : list of str
+        Paths the sandboxed user must be able to read at their own path (the Python installation,
+        the kit). At the ``"root"`` level, an ancestor the throwaway uid cannot enter (say a 0700
+        ``/root`` holding the interpreter) is replaced by an empty tmpfs with only these paths bound
+        back, read-only; everything else under it stays invisible. See :func:`default_exposed_paths`.
+    private : list of str
+        Directories whose content is hidden except the ``expose`` paths inside them, which are bound
+        back read-only (e.g. the grader's home: the kit and Python may live there, SSH keys and
+        private course files too).
+    protect : list of str
+        Paths that must end up unwritable; the launcher refuses to start when one is writable.
+    limits : Limits
+    isolation : {"auto", "root", "userns", "limits"}
+        ``"auto"`` uses :func:`detect_isolation`.
+    uid : int or None
+        Throwaway uid (and gid) for the ``"root"`` level; default ``65534`` (nobody).
+    env : dict
+        Environment variables set for the sandboxed process.
+    env_allow : str or None
+        Regular expression naming the inherited variables that survive (default
+        :data:`DEFAULT_ENV_ALLOW`: no API keys or tokens); ``None`` inherits everything.
+
+    Examples
+    --------
+    >>> spec = SandboxSpec(workdir="/tmp/w", isolation="limits")
+    >>> SandboxSpec.from_json(spec.to_json()).workdir
+    '/tmp/w'
+    """
+
+    workdir: str
+    hide: list[str] = field(default_factory=list)
+    readonly_binds: list[list[str]] = field(default_factory=list)
+    expose: list[str] = field(default_factory=list)
+    private: list[str] = field(default_factory=list)
+    protect: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    isolation: str = "auto"
+    uid: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    env_allow: str | None = DEFAULT_ENV_ALLOW
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SandboxSpec":
+        data = json.loads(text)
+        data["limits"] = Limits(**data.get("limits", {}))
+        return cls(**data)
+
+    def resolved_isolation(self) -> str:
+        """The isolation level this spec will use (``"auto"`` resolved by probing)."""
+        if self.isolation == "auto":
+            return detect_isolation()
+        if self.isolation not in ISOLATION_LEVELS:
+            raise SandboxError(f"isolation must be 'auto' or one of {ISOLATION_LEVELS}, got {self.isolation!r}")
+        return self.isolation
+
+    def command(self, argv: Sequence[str], spec_path: str | os.PathLike) -> list[str]:
+        """Write this spec to ``spec_path`` and return the command that runs ``argv`` inside.
+
+        The spec file is written atomically and read once by the launcher before the sandbox is
+        built, so it may live where the sandboxed code cannot see it.
+        """
+        spec = SandboxSpec(**{**asdict(self), "limits": self.limits})
+        spec.isolation = self.resolved_isolation()
+        _atomic_write(Path(spec_path), spec.to_json())
+        return [sys.executable, "-m", "tradeoffs.sandbox", str(spec_path), "--", *map(str, argv)]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Probing
+# --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def detect_isolation() -> str:
+    """Return the strongest isolation level that works on this machine.
+
+    Probes by building a real sandbox around ``python -c`` (about 0.1 s); the answer is cached for
+    the life of the process. ``TRADEOFFS_SANDBOX`` set to one of the levels overrides the probe
+    (``limits`` is how to switch isolation off when debugging).
+
+    Examples
+    --------
+    >>> detect_isolation() in ISOLATION_LEVELS
+    True
+    """
+    forced = os.environ.get("TRADEOFFS_SANDBOX")
+    if forced:
+        if forced not in ISOLATION_LEVELS:
+            raise SandboxError(f"TRADEOFFS_SANDBOX must be one of {ISOLATION_LEVELS}, got {forced!r}")
+        return forced
+    if not sys.platform.startswith("linux"):
+        return "limits"
+    candidates = ["root", "userns"] if os.geteuid() == 0 else ["userns"]
+    for level in candidates:
+        if probe(level):
+            return level
+    return "limits"
+
+
+def probe(level: str) -> bool:
+    """True when a sandbox at ``level`` can be built here and really isolates.
+
+    The probe runs a tiny program inside that checks it has no route to the network, runs as PID 1
+    and cannot write the probe's own spec file (a stand-in for the gradebook).
+    """
+    with tempfile.TemporaryDirectory(prefix="tradeoffs-probe-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        protected = Path(tmp) / "protected.txt"
+        protected.write_text("gradebook stand-in")
+        spec = SandboxSpec(workdir=str(work), isolation=level, protect=[str(protected)],
+                           expose=default_exposed_paths(), limits=Limits(cpu_seconds=30))
+        check = (
+            "import os, socket\n"
+            f"assert not os.access({str(protected)!r}, os.W_OK), 'protected path writable'\n"
+            "assert os.getpid() == 1, 'not in a PID namespace'\n"
+            "try:\n"
+            "    socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n"
+            "    raise SystemExit('network reachable')\n"
+            "except OSError:\n"
+            "    pass\n"
+            "print('sandbox-ok')\n"
+        )
+        try:
+            out = subprocess.run(spec.command([sys.executable, "-c", check], Path(tmp) / "spec.json"),
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return out.returncode == 0 and "sandbox-ok" in out.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# The launcher (runs as ``python -m tradeoffs.sandbox``)
+# --------------------------------------------------------------------------------------------
+_libc = None
+
+
+def _libc_call(name: str, *args) -> int:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    result = getattr(_libc, name)(*args)
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}{tuple(a.decode() if isinstance(a, bytes) else a for a in args)}: "
+                           f"{os.strerror(err)}")
+    return result
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: s.encode() if s is not None else None)
+    _libc_call("mount", enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
+
+
+def apply_limits(limits: Limits) -> None:
+    """Set the resource limits on the current process (inherited by everything it starts)."""
+    import resource
+
+    def cap(kind: int, value: int) -> None:
+        soft, hard = resource.getrlimit(kind)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value))
+
+    cap(resource.RLIMIT_CPU, int(limits.cpu_seconds))
+    cap(resource.RLIMIT_FSIZE, int(limits.file_bytes))
+    cap(resource.RLIMIT_NOFILE, int(limits.open_files))
+    cap(resource.RLIMIT_CORE, 0)
+    if hasattr(resource, "RLIMIT_DATA"):
+        cap(resource.RLIMIT_DATA, int(limits.memory_bytes))
+    else:  # pragma: no cover - platforms without RLIMIT_DATA
+        cap(resource.RLIMIT_AS, int(limits.memory_bytes))
+    if hasattr(resource, "RLIMIT_NPROC"):
+        cap(resource.RLIMIT_NPROC, int(limits.processes))
+
+
+def _mountinfo() -> list[tuple[str, int]]:
+    """(mount point, per-mount flags to preserve) for every mount, parents first."""
+    mounts = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")
+            flags = 0
+            for opt in fields[5].split(","):
+                flags |= _MOUNT_OPTION_FLAGS.get(opt, 0)
+            mounts.append((point, flags))
+    return sorted(mounts, key=lambda m: m[0].count("/") + (m[0] != "/"))
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _make_readonly() -> None:
+    """Remount every mount read-only (except /proc, /sys, /dev), keeping its other flags."""
+    for point, flags in _mountinfo():
+        if _under(point, _SKIP_READONLY):
+            continue
+        try:
+            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOENT):
+                raise
+
+
+def _fresh_tmpfs(path: str, size: int, readonly: bool = False) -> None:
+    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={max(size, 4096)},mode=1777")
+    if readonly:
+        _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, f"size={max(size, 4096)}")
+
+
+def _bind_fd(fd: int, target: str, readonly: bool) -> None:
+    source = f"/proc/self/fd/{fd}"
+    _mount(source, target, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | (MS_RDONLY if readonly else 0)
+    _mount(None, target, None, flags | MS_NOSUID | MS_NODEV)
+
+
+def _ensure_mountpoint(target: str, is_dir: bool) -> None:
+    """Create ``target`` (inside a fresh tmpfs or the workdir) so something can be mounted on it."""
+    if os.path.exists(target):
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if is_dir:
+        os.mkdir(target)
+    else:
+        open(target, "a").close()
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = fcntl.ioctl(s.fileno(), siocgifflags, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack("16sH14x", ifreq)[1]
+        fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+def _drop_capabilities() -> None:
+    """Empty the bounding set so that the exec'd program (uid 0 in the namespace) has no capabilities."""
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except OSError:
+        last = CAP_LAST_CAP_FALLBACK
+    for cap in range(last + 1):
+        try:
+            _libc_call("prctl", PR_CAPBSET_DROP, cap, 0, 0, 0)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+
+
+def _setup_child(spec: SandboxSpec, level: str, fds: dict[str, int]) -> None:
+    """Inside the new namespaces (we are PID 1): mounts, network, limits, identity."""
+    _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    workdir = os.path.realpath(spec.workdir)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _make_readonly()
+    # Fresh, size-limited /tmp and /dev/shm: other jobs' files (and anything else there) vanish.
+    for tmp in ("/tmp", "/dev/shm"):
+        if os.path.isdir(tmp):
+            _fresh_tmpfs(tmp, spec.limits.tmpfs_bytes)
+    empty = "/tmp/.tradeoffs-hidden"  # what hidden files turn into: an empty, read-only file
+    if os.path.isdir("/tmp"):
+        open(empty, "w").close()
+        os.chmod(empty, 0o444)
+    else:  # pragma: no cover - a system without /tmp
+        empty = "/dev/null"
+    hidden_dirs = []
+    for path in spec.hide:
+        path = os.path.realpath(path)
+        if not os.path.lexists(path) or _under(path, ["/tmp", "/dev/shm"]):
+            continue  # already gone with the fresh /tmp
+        if os.path.isdir(path):
+            _fresh_tmpfs(path, 65536)  # made read-only once mount points inside exist
+            hidden_dirs.append(path)
+        else:
+            _mount(empty, path, None, MS_BIND)
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    uid = (65534 if spec.uid is None else int(spec.uid)) if level == "root" else None
+    hidden_dirs += _expose(spec.expose, spec.private, uid)
+    # The work directory, back at its own path and writable.
+    _ensure_mountpoint(workdir, is_dir=True)
+    _bind_fd(fds["workdir"], workdir, readonly=False)
+    if uid is not None:  # before the read-only binds land inside it
+        _chown_tree(workdir, uid)
+    for i, (_, target) in enumerate(spec.readonly_binds):
+        target = os.path.join(workdir, os.path.relpath(os.path.realpath(target), workdir))
+        is_dir = os.path.isdir(f"/proc/self/fd/{fds[f'bind{i}']}")
+        _ensure_mountpoint(target, is_dir)
+        _bind_fd(fds[f"bind{i}"], target, readonly=True)
+    for path in hidden_dirs:  # read-only now that every mount point inside exists
+        _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=65536")
+    try:  # a /proc that shows only our processes
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        pass  # some container runtimes forbid it; the PID namespace still isolates signals
+    _loopback_up()
+    for path in spec.protect:
+        if os.path.exists(path) and os.access(path, os.W_OK):
+            raise SandboxError(f"{path} is still writable inside the sandbox")
+    os.chdir(workdir)
+    apply_limits(spec.limits)
+    if level == "root":
+        uid = 65534 if spec.uid is None else int(spec.uid)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        # Changing credentials clears the parent-death signal: set it again, so that the whole
+        # namespace still dies with the launcher.
+        _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    else:
+        _drop_capabilities()
+    _libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    for path in spec.protect:  # once more, as the final identity
+        if os.path.exists(path) and os.access(path, os.W_OK):
+            raise SandboxError(f"{path} is writable by the sandboxed user")
+
+
+def _traversable(path: str, uid: int) -> bool:
+    st = os.stat(path)
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == uid:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def _blocking_ancestor(path: str, uid: int) -> str | None:
+    """The shallowest directory above ``path`` that ``uid`` cannot enter, if any."""
+    parts = Path(path).parts
+    for i in range(1, len(parts)):
+        ancestor = str(Path(*parts[:i]))
+        if not _traversable(ancestor, uid):
+            return ancestor
+    return None
+
+
+def _expose(paths: Sequence[str], private: Sequence[str], uid: int | None) -> list[str]:
+    """Hide ``private`` directories (and, for a throwaway ``uid``, every directory it could not enter
+    on the way to ``paths``) behind empty tmpfs mounts, with ``paths`` bound back read-only.
+
+    Returns the tmpfs mount points, to be made read-only once nothing more is mounted inside them.
+    """
+    exposures = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
+    holders = {os.path.realpath(p) for p in private if os.path.isdir(p) and os.path.realpath(p) != "/"}
+    if uid is not None:
+        holders |= {a for a in map(lambda p: _blocking_ancestor(p, uid), exposures) if a}
+    # a holder inside another holder is covered by the outer one
+    holders = {h for h in holders if not _under(h, [o for o in holders if o != h])}
+    mounted = []
+    for holder in sorted(holders, key=lambda h: h.count("/")):
+        inside = [p for p in exposures if _under(p, [holder]) and p != holder]
+        inside = [p for p in inside if not _under(p, [q for q in inside if q != p])]
+        fds = [(p, os.open(p, os.O_PATH)) for p in inside]
+        _mount("tmpfs", holder, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
+        for path, fd in fds:
+            is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
+            for parent in reversed(Path(path).parents):
+                if _under(str(parent), [holder]) and not os.path.exists(parent):
+                    os.mkdir(parent, 0o755)
+            _ensure_mountpoint(path, is_dir)
+            _bind_fd(fd, path, readonly=True)
+            os.close(fd)
+        mounted.append(holder)
+    return mounted
+
+
+def default_exposed_paths() -> list[str]:
+    """The paths a Python kernel of this environment needs: interpreter, stdlib, venv, the kit.
+
+    Examples
+    --------
+    >>> import sys, os
+    >>> os.path.realpath(sys.base_prefix) in default_exposed_paths()
+    True
+    """
+    import tradeoffs
+
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(os.path.realpath(sys.executable)),
+                  os.path.dirname(os.path.dirname(os.path.abspath(tradeoffs.__file__)))}
+    candidates.update(p for p in sys.path if p and os.path.isabs(p))
+    real = sorted({os.path.realpath(p) for p in candidates if os.path.isdir(p)})
+    return [p for p in real if not _under(p, [q for q in real if q != p])]
+
+
+def _chown_tree(root: str, uid: int) -> None:
+    """Give the work directory (which the grader filled) to the throwaway user."""
+    os.chown(root, uid, uid, follow_symlinks=False)
+    for base, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(base, name), uid, uid, follow_symlinks=False)
+
+
+def _write_id_maps(uid: int, gid: int) -> None:
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+    Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+
+
+def _environment(spec: SandboxSpec) -> dict[str, str]:
+    import re
+
+    if spec.env_allow is None:
+        env = dict(os.environ)
+    else:
+        allowed = re.compile(spec.env_allow)
+        env = {k: v for k, v in os.environ.items() if allowed.match(k)}
+    env.update(spec.env)
+    return env
+
+
+def launch(spec: SandboxSpec, argv: Sequence[str]) -> int:
+    """Build the sandbox described by ``spec`` and run ``argv`` in it; return its exit status.
+
+    In the ``"limits"`` level this ``exec``\\ s ``argv`` directly and does not return.
+    """
+    if not argv:
+        raise SandboxError("nothing to run: give the command after `--`")
+    level = spec.resolved_isolation()
+    env = _environment(spec)
+    if sys.platform.startswith("linux"):
+        # Die with whoever started us (a grading worker that is killed takes its kernel along).
+        parent = os.getppid()
+        _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            raise SandboxError("the process that started the sandbox has already exited")
+    if level == "limits":
+        os.chdir(spec.workdir)
+        for source, target in spec.readonly_binds:  # no mount namespace: links instead (not read-only)
+            if not os.path.lexists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.symlink(source, target)
+        apply_limits(spec.limits)
+        os.execvpe(argv[0], list(argv), env)
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if level == "userns":
+        flags |= CLONE_NEWUSER
+    _libc_call("unshare", flags)
+    if level == "userns":
+        _write_id_maps(uid, gid)
+    # Open what must stay reachable before anything is hidden (in the new mount namespace: a bind
+    # mount's source must belong to the namespace it is mounted in).
+    fds = {"workdir": os.open(spec.workdir, os.O_PATH | os.O_DIRECTORY)}
+    for i, (source, _) in enumerate(spec.readonly_binds):
+        fds[f"bind{i}"] = os.open(source, os.O_PATH)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # PID 1 of the new namespace
+        os.close(err_r)
+        try:
+            _setup_child(spec, level, fds)
+            for fd in fds.values():
+                os.close(fd)
+            os.execvpe(argv[0], list(argv), env)
+        except BaseException as exc:  # report to the parent, never run unsandboxed
+            os.write(err_w, f"{type(exc).__name__}: {exc}".encode()[:4000])
+        os._exit(SETUP_FAILED)
+    os.close(err_w)
+    for fd in fds.values():
+        os.close(fd)
+    # The kernel manager signals our process group, which includes the child: do not double
+    # deliver interrupts; pass on termination requests sent to us alone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+    message = b""
+    while chunk := os.read(err_r, 4096):
+        message += chunk
+    os.close(err_r)
+    if message:
+        sys.stderr.write(f"tradeoffs.sandbox: could not build the {level!r} sandbox: {message.decode()}\n")
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return SETUP_FAILED
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 2 or "--" not in argv:
+        sys.stderr.write("usage: python -m tradeoffs.sandbox SPEC.json -- COMMAND [ARGS...]\n")
+        return 2
+    split = argv.index("--")
+    spec = SandboxSpec.from_json(Path(argv[0]).read_text())
+    try:
+        return launch(spec, argv[split + 1:])
+    except (OSError, SandboxError) as exc:
+        sys.stderr.write(f"tradeoffs.sandbox: {exc}\n")
+        return SETUP_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses
+    sys.exit(main())
