@@ -210,14 +210,21 @@ def render(results: list[dict], args, elapsed: float, load: tuple) -> str:
                                "tok/s": s["tok_per_s"], "p50 (s)": s["p50_s"], "p99 (s)": s["p99_s"],
                                "TTFT p50 (s)": s["ttft_p50_s"], "errors": s["errors"],
                                "meets SLO": "yes" if s["meets_slo"] else "no"})
+    busy = ("other jobs shared these cores during the run, so absolute numbers are noisy and lower than on an "
+            "idle machine; " if max(load) > 1.5 else "")
     lines = ["## Serving", "",
-             f"Regenerate with `python benchmarks/serving.py` (this run: {elapsed / 60:.1f} min). "
-             f"Machine: {machine()}. Load average before the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-             "(1/5/15 min) — other jobs shared these cores, so absolute numbers are noisy; the three servers "
-             "were measured one after the other in the same run.", "",
+             f"Regenerate with `python benchmarks/serving.py` (this run took {elapsed / 60:.1f} min). "
+             f"Machine: {machine()}. Load average when the run started: {load[0]:.1f} / {load[1]:.1f} / "
+             f"{load[2]:.1f} (1/5/15 min): {busy}the three servers were measured one after the other in the same "
+             "run, each alone on the machine's cores.", "",
              f"Workload: SmolLM2-135M-Instruct float32, greedy, `max_tokens={args.max_tokens}`, streaming, one "
-             "support ticket per request (the chat template's system prompt is the only shared prefix). "
-             "The load generator is this script, a separate process.", "",
+             "support ticket from the kit's dataset per request (the chat template's system prompt and the "
+             "instruction are the only shared prefix). The load generator is this script, in its own process.", "",
+             "Servers: `tradeoffs serve --max-batch-size 1` (naive); `tradeoffs serve --max-batch-size "
+             f"{args.batch} --max-wait-ms {args.max_wait_ms:g}` (continuous batching with chunked prefill and a "
+             "prefix cache); `transformers serve <cached model dir> --continuous-batching --device cpu --dtype "
+             "float32` (transformers' own server: paged attention, continuous batching). Both kinds run with "
+             "`OMP_WAIT_POLICY=PASSIVE` and torch's default of one thread per core.", "",
              f"### Closed loop: {args.clients} concurrent clients, {args.per_client} requests each", "",
              table(closed_rows, floatfmt="{:,.2f}"),
              f"### Open loop (Poisson arrivals): highest rate with p99 latency <= {args.slo:g} s and no errors", "",

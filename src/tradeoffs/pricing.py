@@ -156,12 +156,21 @@ class ApiModel:
         return float(self._calc(i, o, c, when).total_price)
 
     def rates(self, when: datetime | None = None) -> dict[str, float]:
-        """Price per million input, output and cached-input tokens (US dollars) for a small request."""
-        mtok = 1_000_000
+        """Price per million input, output and cached-input tokens (US dollars) for an ordinary request.
+
+        Measured on a 1,000-token request, so that long-context tiers (e.g. a higher rate above 200k
+        prompt tokens) do not leak into the headline rate.
+
+        Examples
+        --------
+        >>> ApiModel("claude-sonnet-4-5", "anthropic").rates()["input_usd_per_mtok"]   # not the >200k tier
+        3.0
+        """
+        n, scale = 1_000, 1_000_000 / 1_000
         return {
-            "input_usd_per_mtok": float(self._calc(mtok, 0, 0, when).total_price),
-            "output_usd_per_mtok": float(self._calc(0, mtok, 0, when).total_price),
-            "cached_input_usd_per_mtok": float(self._calc(mtok, 0, mtok, when).total_price),
+            "input_usd_per_mtok": round(float(self._calc(n, 0, 0, when).total_price) * scale, 12),
+            "output_usd_per_mtok": round(float(self._calc(0, n, 0, when).total_price) * scale, 12),
+            "cached_input_usd_per_mtok": round(float(self._calc(n, 0, n, when).total_price) * scale, 12),
         }
 
     def costs(self, input_tokens: Sequence[int], output_tokens: Sequence[int],

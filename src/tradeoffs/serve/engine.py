@@ -78,7 +78,7 @@ class SamplingParams:
 
     Examples
     --------
-    >>> SamplingParams(max_tokens=16).greedy
+    >>> SamplingParams(max_tokens=16, temperature=0).greedy
     True
     """
 
@@ -231,7 +231,6 @@ class _StepPlan:
         self.n_tokens = n_tokens
         self.batch = 0  # slots [0, batch) are in use
         self.dec_slots: torch.Tensor | None = None  # slots that decode one token this step
-        self.dec_tokens: torch.Tensor | None = None  # their positions in the packed row
         self.dec_pos: torch.Tensor | None = None  # cache column of their new token
         self.dec_mask: torch.Tensor | None = None  # (batch, 1, 1, width) which columns each slot sees
         self.dec_all = False  # every slot in [0, batch) decodes, in slot order
@@ -240,20 +239,26 @@ class _StepPlan:
 
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                scaling: float) -> torch.Tensor:
+        """Write this layer's new keys/values into the slots, then attend per request.
+
+        Decode tokens come first in the packed row (positions ``[0, n_dec)``, in slot order), then
+        the prompt chunks.
+        """
         sdpa = torch.nn.functional.scaled_dot_product_attention
         K, V = self.keys[layer], self.values[layer]
         k, v = key[0], value[0]  # (kv_heads, n_tokens, head_dim)
         heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[-1]
         rep = heads // kv_heads
-        out = query.new_empty((1, self.n_tokens, heads, dim))
-        if self.dec_slots is not None:
-            K[self.dec_slots, :, self.dec_pos] = k[:, self.dec_tokens].transpose(0, 1)
-            V[self.dec_slots, :, self.dec_pos] = v[:, self.dec_tokens].transpose(0, 1)
+        n_dec = 0 if self.dec_slots is None else int(self.dec_slots.numel())
+        if n_dec:
+            K[self.dec_slots, :, self.dec_pos] = k[:, :n_dec].transpose(0, 1)
+            V[self.dec_slots, :, self.dec_pos] = v[:, :n_dec].transpose(0, 1)
         for slot, start, n, c0, _ in self.segments:
             K[slot, :, c0:c0 + n] = k[:, start:start + n]
             V[slot, :, c0:c0 + n] = v[:, start:start + n]
-        if self.dec_slots is not None:
-            q = query[0, :, self.dec_tokens].transpose(0, 1)  # (n_dec, heads, dim)
+        dec_out = None
+        if n_dec:
+            q = query[0, :, :n_dec].transpose(0, 1)  # (n_dec, heads, dim)
             if not self.dec_all:
                 full = q.new_zeros((self.batch, heads, dim))
                 full[self.dec_slots] = q
@@ -262,8 +267,14 @@ class _StepPlan:
             q = q.reshape(self.batch, kv_heads, rep, dim)
             o = sdpa(q, K[:self.batch, :, :self.width], V[:self.batch, :, :self.width],
                      attn_mask=self.dec_mask, scale=scaling)
-            o = o.reshape(self.batch, heads, dim)
-            out[0, self.dec_tokens] = o if self.dec_all else o[self.dec_slots]
+            dec_out = o.reshape(self.batch, heads, dim)
+            if not self.dec_all:
+                dec_out = dec_out[self.dec_slots]
+            if not self.segments:
+                return dec_out.unsqueeze(0)
+        out = query.new_empty((1, self.n_tokens, heads, dim))
+        if dec_out is not None:
+            out[0, :n_dec] = dec_out
         for slot, start, n, c0, mask in self.segments:
             q = query[:, :, start:start + n]
             o = sdpa(q, K[slot:slot + 1, :, :c0 + n], V[slot:slot + 1, :, :c0 + n], attn_mask=mask,
@@ -419,8 +430,6 @@ class BatchEngine:
         for r in requests:
             self.running.append(r)
             r.cached = 0
-            if self.prefix_cache:
-                self._reuse_prefix(len(self.running) - 1, r)
 
     @torch.inference_mode()
     def release(self, requests: Sequence[GenRequest]) -> None:
@@ -502,6 +511,12 @@ class BatchEngine:
             self.release([r for r in self.running if r.finished])
         if not self.running:
             return [], []
+        if self.prefix_cache:
+            # Looked up when a prompt starts, not when it is admitted: requests admitted together
+            # then reuse the prefix the first of them registered one step earlier.
+            for slot, r in enumerate(self.running):
+                if r.cached == 0:
+                    self._reuse_prefix(slot, r)
         ids: list[int] = []
         pos: list[int] = []
         dec_slots, dec_tokens, dec_pos = [], [], []
@@ -528,7 +543,6 @@ class BatchEngine:
         owners: list[GenRequest] = []
         if dec_slots:
             plan.dec_slots = torch.tensor(dec_slots, device=self.device)
-            plan.dec_tokens = torch.tensor(dec_tokens, device=self.device)
             plan.dec_pos = torch.tensor(dec_pos, device=self.device)
             plan.dec_all = dec_slots == list(range(plan.batch))
             plan.width = max(dec_pos) + 1

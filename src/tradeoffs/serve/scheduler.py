@@ -286,26 +286,36 @@ class Scheduler:
         return taken
 
     def _admit(self, tickets: Sequence[Ticket]) -> None:
+        tickets = [t for t in tickets if not t.request.cancelled]  # cancelled while being taken
+        if not tickets:
+            return
         now = time.perf_counter()
         for t in tickets:
             t.admitted_at = now
             self.metrics.queue_seconds.observe(now - t.arrival)
             self._tickets[id(t.request)] = t
-        self.engine.admit([t.request for t in tickets])
+        try:
+            self.engine.admit([t.request for t in tickets])
+        except Exception as exc:  # e.g. a prompt the engine cannot hold: fail these, keep serving
+            for t in tickets:
+                self._tickets.pop(id(t.request), None)
+                t._post(("error", exc))
+            log.exception("could not admit %d requests", len(tickets))
+            return
         self.metrics.admitted_batch.observe(len(tickets))
         self.metrics.prompt_tokens.labels(self.model_id).inc(sum(t.request.prompt_tokens for t in tickets))
-        reused = sum(t.request.prefix_hit for t in tickets)
-        if reused:
-            self.metrics.prefix_tokens.inc(reused)
 
     def _step(self) -> None:
         t0 = time.perf_counter()
         batch = self.engine.batch_size
-        tokens_before = self.engine.stats["step_tokens"]
+        before = dict(self.engine.stats)
         emitted, done = self.engine.step()
         self.metrics.step_seconds.observe(time.perf_counter() - t0)
         self.metrics.batch_size_hist.observe(batch)
-        self.metrics.step_tokens.observe(self.engine.stats["step_tokens"] - tokens_before)
+        self.metrics.step_tokens.observe(self.engine.stats["step_tokens"] - before["step_tokens"])
+        reused = self.engine.stats["prefix_tokens_reused"] - before["prefix_tokens_reused"]
+        if reused:
+            self.metrics.prefix_tokens.inc(reused)
         self._deliver(emitted, done, batch)
 
     def _deliver(self, emitted: Sequence[GenRequest], done: Sequence[GenRequest], batch: int) -> None:
