@@ -77,8 +77,10 @@ def bench_lab(lab: str, students: int, tmp: Path) -> dict:
                                 csv_path=tmp / lab / f"grades-{workers}.csv", progress=False)
         wall = time.perf_counter() - start
         bad = [r for r in results if not r.full_marks]
-        if bad:
-            raise RuntimeError(f"{lab}: the solution did not get full marks: {bad[0].status} {bad[0].reason}")
+        if bad:  # report it (the lab is probably being written), keep measuring
+            failing = sorted({p.grade_id for r in bad for p in r.parts if p.autograded and p.score != p.max_score})
+            row["note"] = f"solution scored {bad[0].score:g}/{bad[0].max_auto_score:g}: {', '.join(failing)}"
+            print(f"warning: {lab}: {row['note']} ({bad[0].status} {bad[0].reason})", flush=True)
         row[f"wall_{workers}"] = wall
         row[f"load_{workers}"] = load
         if workers == 1:
@@ -115,7 +117,8 @@ def main() -> None:
               f"{args.students} notebooks, 1 worker (s)": r["wall_1"],
               f"{args.students} notebooks, 2 workers (s)": r["wall_2"], "speed-up": r["speedup"],
               "30 students, 2 workers (min)": r["class_of_30_min"],
-              "load avg (1 / 2 workers)": f"{r['load_1']:.1f} / {r['load_2']:.1f}"} for r in rows]
+              "load avg (1 / 2 workers)": f"{r['load_1']:.1f} / {r['load_2']:.1f}",
+              "note": r.get("note", "")} for r in rows]
     projection = ""
     if real:
         per_lab = sum(r["class_of_30_min"] for r in real) / len(real)

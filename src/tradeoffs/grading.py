@@ -619,8 +619,23 @@ def _model_binds(cache: Path) -> list[list[str]]:
     from . import models
 
     real = models.cache_dir()
-    return [[str(real / sub), str(cache / sub)] for sub in ("models", "artifacts", "wheels")
-            if (real / sub).is_dir()]
+    binds = [[str(real / sub), str(cache / sub)] for sub in ("models", "artifacts", "wheels")
+             if (real / sub).is_dir()]
+    if os.geteuid() == 0:  # the kernel will run as a throwaway uid: it must be able to read them
+        for source, _ in binds:
+            _make_world_readable(Path(source))
+    return binds
+
+
+def _make_world_readable(root: Path) -> None:
+    """``chmod a+rX`` a folder of public model files (a cache built with ``mkdtemp`` is 0700)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        wanted = mode | 0o444 | (0o111 if path.is_dir() else 0)
+        if wanted != mode:
+            path.chmod(wanted)
 
 
 class _KernelStopped(Exception):
