@@ -18,7 +18,8 @@ import pytest
 from grading_helpers import REPO, make_course, write_submission
 from tradeoffs import execute, grading
 
-pytestmark = [pytest.mark.grading, pytest.mark.slow, pytest.mark.models]
+# one fixture grades the whole class (3 students x every lab): allow it far more than the default 900 s
+pytestmark = [pytest.mark.grading, pytest.mark.slow, pytest.mark.models, pytest.mark.timeout(3600)]
 
 LABS = execute.existing_labs()
 
