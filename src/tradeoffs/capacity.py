@@ -376,16 +376,26 @@ def quantisation_bounds(n_params: int, bandwidth: float, peak_flops: float, batc
     return pd.DataFrame(rows)
 
 
+# CPU operators (aten::...) and GPU kernel names (cuBLAS/CUTLASS GEMM and GEMV kernels, flash attention).
 _MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
-               "aten::_addmm_activation", "mkldnn", "onednn")
-_ATTENTION_OPS = ("scaled_dot_product", "attention", "aten::_softmax", "aten::softmax")
+               "aten::_addmm_activation", "mkldnn", "onednn", "gemm", "gemv", "cutlass", "xmma")
+_ATTENTION_OPS = ("scaled_dot_product", "attention", "aten::_softmax", "aten::softmax", "flash", "fmha")
 
 
 def _op_category(name: str) -> str:
+    """Which of the profile's categories an operator or GPU kernel belongs to.
+
+    Examples
+    --------
+    >>> _op_category("aten::addmm"), _op_category("ampere_bf16_s16816gemm_bf16_128x64"), _op_category("aten::add")
+    ('matrix multiply (weights)', 'matrix multiply (weights)', 'other tensor ops (norms, activations, copies)')
+    >>> _op_category("aten::_scaled_dot_product_flash_attention_for_cpu")
+    'attention'
+    """
     low = name.lower()
     if any(k in low for k in _ATTENTION_OPS):
         return "attention"
-    if any(low.startswith(k) or k in low for k in _MATMUL_OPS) or "gemm" in low:
+    if any(k in low for k in _MATMUL_OPS):
         return "matrix multiply (weights)"
     return "other tensor ops (norms, activations, copies)"
 
@@ -420,11 +430,18 @@ def profile_call(fn: Callable[[], Any], *, device=None, repeats: int = 3, warmup
             fn()
         measure.synchronize(dev)
         wall = (time.perf_counter() - start) / repeats
+    from torch.autograd import DeviceType
+
     totals: dict[str, float] = {}
     for evt in prof.key_averages():
-        if not evt.key.startswith("aten::") and not on_gpu:
-            continue
-        us = getattr(evt, "self_device_time_total", 0.0) if on_gpu else evt.self_cpu_time_total
+        if on_gpu:  # kernel rows only: an operator's own device time would count its kernels twice
+            if getattr(evt, "device_type", None) != DeviceType.CUDA:
+                continue
+            us = evt.self_device_time_total
+        else:
+            if not evt.key.startswith("aten::"):
+                continue
+            us = evt.self_cpu_time_total
         if not us:
             continue
         cat = _op_category(evt.key)

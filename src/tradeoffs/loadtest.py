@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Outcome", "make_client", "as_messages", "one_request", "closed_loop", "poisson_schedule",
-           "open_loop", "summarize", "outcomes_frame", "run", "sweep", "started", "vllm_serve_command"]
+           "open_loop", "summarize", "outcomes_frame", "run", "sweep", "scrape_metrics", "server_timings",
+           "started", "vllm_serve_command"]
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -350,7 +351,7 @@ def run(awaitable: Awaitable) -> Any:
 def sweep(base_url: str, model: str, prompts: Sequence[Any], rates: Sequence[float], *, duration: float,
           min_requests: int = 8, max_requests: int | None = None, max_tokens: int = 32,
           timeout: float = DEFAULT_TIMEOUT_S, seed: int = 0, label: str = "",
-          progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+          metrics_url: str | None = None, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Open-loop load at each rate; returns ``(summary, requests)`` DataFrames.
 
     Each rate runs for ``max(duration, min_requests / rate)`` seconds of arrivals (so slow servers
@@ -358,6 +359,11 @@ def sweep(base_url: str, model: str, prompts: Sequence[Any], rates: Sequence[flo
     starts from the next unused prompt. ``summary`` has one row per rate (the :func:`summarize` keys
     plus ``label``, ``offered_rate``); ``requests`` one row per request (:func:`outcomes_frame` plus
     ``label`` and ``offered_rate``).
+
+    With ``metrics_url`` (the kit server's ``/metrics``), each summary row also holds what the server
+    measured during that level (:func:`server_timings`, columns prefixed ``server_``): its own mean
+    time per engine step, batch and tokens per step — how fast the machine actually was while the
+    level ran.
     """
     if not rates:
         raise ValueError("rates is empty; give at least one offered load in requests/s")
@@ -379,12 +385,17 @@ def sweep(base_url: str, model: str, prompts: Sequence[Any], rates: Sequence[flo
                 sched = sched[:max_requests]
             first = cursor
             rotated = list(prompts[first:]) + list(prompts[:first])
+            before = _try_scrape(metrics_url)
             outcomes, wall = run(open_loop(base_url, model, rotated, max_tokens=max_tokens, timeout=timeout,
                                            arrivals=sched))
+            after = _try_scrape(metrics_url)
             cursor = (first + len(outcomes)) % len(prompts)
             summary = summarize(outcomes, wall)
             summary["error_kinds"] = ",".join(summary["error_kinds"])
-            rows.append({"label": label, "offered_rate": float(rate), **summary})
+            row = {"label": label, "offered_rate": float(rate), **summary}
+            if metrics_url is not None:
+                row.update({f"server_{k}": v for k, v in server_timings(before, after).items()})
+            rows.append(row)
             frame = outcomes_frame(outcomes)
             frame["index"] = (frame["index"] + first) % len(prompts)  # position in `prompts`
             frames.append(frame.assign(label=label, offered_rate=float(rate)))
@@ -398,6 +409,77 @@ def sweep(base_url: str, model: str, prompts: Sequence[Any], rates: Sequence[flo
 
 
 # --------------------------------------------------------------------------------------------
+# The server's own view: Prometheus metrics
+# --------------------------------------------------------------------------------------------
+def scrape_metrics(url: str, timeout: float = 5.0) -> dict[str, float]:
+    """Read a Prometheus ``/metrics`` endpoint into ``{'name{label="value",...}': value}``.
+
+    Examples
+    --------
+    >>> scrape_metrics("http://127.0.0.1:8000/metrics")["tradeoffs_queue_depth"]   # doctest: +SKIP
+    0.0
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        text = resp.read().decode("utf-8", errors="replace")
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = float(sample.value)
+    return out
+
+
+def server_timings(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """What the kit's server (``tradeoffs.serve``) did between two :func:`scrape_metrics` readings.
+
+    Returns the mean of each engine-step histogram over the interval:
+
+    * ``step_s`` — seconds per engine step (one forward pass: the decode tokens of the running
+      requests plus any prompt chunks being prefilled), from ``tradeoffs_step_seconds``;
+    * ``step_batch`` — requests in the running batch at each step (``tradeoffs_batch_size``);
+    * ``step_tokens`` — tokens in each forward pass (``tradeoffs_step_tokens``); above
+      ``step_batch`` the step also read prompt tokens;
+    * ``steps`` — how many steps ran.
+
+    NaN for a quantity the server did not report (another server, or no step in the interval).
+
+    Examples
+    --------
+    >>> b = {"tradeoffs_step_seconds_sum": 1.0, "tradeoffs_step_seconds_count": 10}
+    >>> a = {"tradeoffs_step_seconds_sum": 4.0, "tradeoffs_step_seconds_count": 20}
+    >>> t = server_timings(b, a)
+    >>> t["step_s"], t["steps"]
+    (0.3, 10.0)
+    >>> import math; math.isnan(t["step_batch"])
+    True
+    """
+    count = after.get("tradeoffs_step_seconds_count", float("nan")) - before.get("tradeoffs_step_seconds_count", 0.0)
+    return {"step_s": _interval_mean(before, after, "tradeoffs_step_seconds"),
+            "step_batch": _interval_mean(before, after, "tradeoffs_batch_size"),
+            "step_tokens": _interval_mean(before, after, "tradeoffs_step_tokens"),
+            "steps": float(count)}
+
+
+def _try_scrape(url: str | None) -> dict[str, float]:
+    if url is None:
+        return {}
+    try:
+        return scrape_metrics(url)
+    except Exception:  # a server without /metrics: its timings are simply unknown (NaN)
+        return {}
+
+
+def _interval_mean(before: Mapping[str, float], after: Mapping[str, float], name: str) -> float:
+    """Mean of a Prometheus histogram's observations between two readings (sum / count of the deltas)."""
+    s, c = (after.get(f"{name}_{x}", float("nan")) - before.get(f"{name}_{x}", 0.0) for x in ("sum", "count"))
+    return s / c if c > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
@@ -406,6 +488,11 @@ def started(*servers) -> Iterator[list[str]]:
     :class:`tradeoffs.serve.LocalServer`) **at the same time**, yield their base URLs, and stop all
     of them on exit, whatever happens. If one fails to start, the others are stopped and the error
     is raised.
+
+    Each server is started, kept and stopped by its own helper thread, which lives exactly as long
+    as the ``with`` block: on Linux a ``LocalServer`` asks the kernel to stop it when the *thread*
+    that launched it ends (``PR_SET_PDEATHSIG``), so a thread that started a server and returned
+    would take the server down with it.
 
     Examples
     --------
@@ -416,24 +503,34 @@ def started(*servers) -> Iterator[list[str]]:
     if not servers:
         raise ValueError("give at least one server")
     results: list[Any] = [None] * len(servers)
+    ready = [threading.Event() for _ in servers]
+    done = threading.Event()
 
-    def start(i: int) -> None:
+    def keep(i: int) -> None:
         try:
             results[i] = servers[i].start()
         except BaseException as exc:  # collected and re-raised in the caller's thread
             results[i] = exc
+        finally:
+            ready[i].set()
+        done.wait()
+        with contextlib.suppress(Exception):
+            servers[i].stop()
 
-    threads = [threading.Thread(target=start, args=(i,), daemon=True) for i in range(len(servers))]
+    threads = [threading.Thread(target=keep, args=(i,), name=f"tradeoffs-server-{i}", daemon=True)
+               for i in range(len(servers))]
     try:
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        for event in ready:
+            while not event.wait(0.2):  # short waits keep Ctrl-C responsive
+                pass
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
         yield list(results)
     finally:
+        done.set()
         for t in threads:
             t.join()
         for s in servers:

@@ -42,3 +42,13 @@ def test_unknown_model_is_a_recorded_404(server):
     outcomes, _ = loadtest.run(loadtest.open_loop(server.base_url, "no-such-model", ["hi"], arrivals=[0.0],
                                                   max_tokens=2, timeout=60))
     assert not outcomes[0].ok and outcomes[0].status == "404"
+
+
+def test_sweep_reads_the_kit_servers_step_timings(server):
+    summary, log = loadtest.sweep(server.base_url, CHAT, ["Say hi", "Say bye"], [5.0], duration=0.1, min_requests=2,
+                                  max_requests=2, max_tokens=3, timeout=300, metrics_url=f"{server.url}/metrics")
+    row = summary.iloc[0]
+    assert row["ok"] == 2
+    assert row["server_step_s"] > 0 and row["server_steps"] >= 3  # at least one prefill and two decode steps
+    assert 1 <= row["server_step_batch"] <= 2
+    assert row["server_step_tokens"] >= row["server_step_batch"]  # a step reads one token per running request, or more

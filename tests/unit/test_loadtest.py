@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from tradeoffs import loadtest
 
@@ -31,6 +33,14 @@ class FakeServer:
         app = FastAPI()
         lock = asyncio.Lock()
         self.served = 0
+        registry = CollectorRegistry()
+        # the names the kit's server exports (tradeoffs.serve.metrics)
+        steps = Histogram("tradeoffs_step_seconds", "step", registry=registry)
+        batch = Histogram("tradeoffs_batch_size", "batch", registry=registry)
+
+        @app.get("/metrics")
+        async def metrics():
+            return PlainTextResponse(generate_latest(registry).decode())
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request):
@@ -49,6 +59,8 @@ class FakeServer:
                         return
                     for i in range(n):
                         await asyncio.sleep(delay)
+                        steps.observe(delay)
+                        batch.observe(1)
                         yield "data: " + json.dumps(_chunk({"content": f"t{i} "})) + "\n\n"
                     yield "data: " + json.dumps(_chunk({}, "length")) + "\n\n"
                     usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
@@ -164,6 +176,25 @@ def test_sweep_tables(fake):
     assert (summary["p50_s"] <= summary["p99_s"]).all()
 
 
+def test_sweep_reads_the_servers_own_timings(fake):
+    summary, _ = loadtest.sweep(fake.base_url, "fake", ["a"], [30.0], duration=0.1, min_requests=3,
+                                max_requests=3, max_tokens=2, label="fake",
+                                metrics_url=fake.base_url.replace("/v1", "/metrics"))
+    row = summary.iloc[0]
+    assert row["server_step_s"] == pytest.approx(TOKEN_S)  # 6 decode steps of TOKEN_S each
+    assert row["server_steps"] == 6.0 and row["server_step_batch"] == 1.0
+    assert np.isnan(row["server_step_tokens"])  # the fake server does not report tokens per step
+
+
+def test_scrape_metrics_and_server_timings(fake):
+    m = loadtest.scrape_metrics(fake.base_url.replace("/v1", "/metrics"))
+    assert any(k.startswith("tradeoffs_step_seconds_count") for k in m)
+    assert all(np.isnan(v) for v in loadtest.server_timings({}, {}).values())
+    summary, _ = loadtest.sweep(fake.base_url, "fake", ["a"], [30.0], duration=0.1, min_requests=2, max_requests=2,
+                                max_tokens=1, metrics_url="http://127.0.0.1:9/metrics")  # unreachable: NaN, no error
+    assert np.isnan(summary["server_step_s"].iloc[0])
+
+
 def test_poisson_schedule_rate_and_reproducibility():
     a = loadtest.poisson_schedule(50.0, 200.0, seed=3)
     assert len(a) / 200.0 == pytest.approx(50.0, rel=0.05)
@@ -202,12 +233,17 @@ def test_as_messages_rejects_other_types():
 
 def test_started_stops_every_server_even_when_one_fails():
     class Good:
-        stopped = False
+        def __init__(self):
+            self.stopped = False
+            self.threads = []
 
         def start(self):
+            self.threads.append(threading.get_ident())
             return "http://good/v1"
 
         def stop(self):
+            if not self.stopped:
+                self.threads.append(threading.get_ident())
             self.stopped = True
 
     class Bad(Good):
@@ -222,7 +258,43 @@ def test_started_stops_every_server_even_when_one_fails():
     g1, g2 = Good(), Good()
     with loadtest.started(g1, g2) as urls:
         assert urls == ["http://good/v1", "http://good/v1"]
+        assert not g1.stopped
     assert g1.stopped and g2.stopped
+    # each server is started and stopped by one thread that lives as long as the with-block
+    # (Linux sends a LocalServer SIGTERM when the thread that launched it ends)
+    assert g1.threads[0] == g1.threads[1] != threading.get_ident()
+    assert g1.threads[0] != g2.threads[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_started_keeps_a_real_subprocess_alive_for_the_whole_block():
+    """A child launched with PR_SET_PDEATHSIG from the helper thread survives until the block ends."""
+    import ctypes
+    import signal
+    import subprocess
+    import sys
+
+    def die_with_parent():  # what LocalServer does on Linux
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    class Sleeper:
+        proc = None
+
+        def start(self):
+            self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                         preexec_fn=die_with_parent)
+            return "sleeper"
+
+        def stop(self):
+            if self.proc and self.proc.poll() is None:
+                self.proc.terminate()
+                self.proc.wait(10)
+
+    s = Sleeper()
+    with loadtest.started(s):
+        time.sleep(1.0)  # the helper thread is idle now; the child must still run
+        assert s.proc.poll() is None
+    assert s.proc.poll() is not None
 
 
 def test_run_works_inside_a_running_loop():
