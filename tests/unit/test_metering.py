@@ -650,6 +650,17 @@ def test_replay_time_budget_skips_what_it_cannot_start(tmp_path):
 
 
 def test_replay_gives_control_back_on_interrupt(tmp_path):
+    # A process started in the background by a non-interactive shell (`cmd &`, nohup, some CI
+    # runners) inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt: install
+    # Python's own handler for this test, as an interactive session or a Jupyter kernel has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _replay_interrupted(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _replay_interrupted(tmp_path):
     arrived, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     def blocking(request):
