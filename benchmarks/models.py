@@ -95,12 +95,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     repeats = 2 if args.quick else 5
+    busy = os.getloadavg()
+    start = time.perf_counter()
     load = cold_and_cached_load()
     decode = decode_rows([1, 4, 16, 64], new_tokens=32, repeats=repeats)
     embed = embed_rows([1, 2, 4, 8, 16, 32, 64, 128], n_sentences=256, repeats=repeats)
     body = "\n".join([
         "## Models", "",
-        f"Script: `python benchmarks/models.py`. Machine: {machine()}.", "",
+        f"Script: `python benchmarks/models.py` (this run took {(time.perf_counter() - start) / 60:.1f} min). "
+        f"Machine: {machine()}. Load average when the run started: {busy[0]:.1f} / {busy[1]:.1f} / "
+        f"{busy[2]:.1f} (1/5/15 min)" + ("; other jobs shared these cores, so the numbers are lower and noisier "
+                                         "than on an idle machine." if busy[0] > 1.5 else "."), "",
         "### Loading SmolLM2-135M-Instruct", "", table(load),
         "### Decode throughput, SmolLM2-135M-Instruct float32, 32 new tokens, greedy", "",
         "Tokens/s counts generated tokens of the whole batch (prefill included).", "",
