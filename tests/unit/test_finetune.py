@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from intent_examples import LABELS, TRAIN
 from tradeoffs import finetune as ft
 
-LABELS = ["billing", "refund", "delivery", "account_access", "bug_report", "cancellation",
-          "product_question", "complaint"]
 
 WORDS = """ticket intent intents classify the customer support into exactly one route tickets to right team
 you billing refund delivery account access bug report cancellation product question complaint
@@ -72,16 +71,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny():
     return _tiny_chat()
-
-
-TRAIN = [("i was charged twice for my invoice", "billing"), ("card payment failed again", "billing"),
-         ("want my money back please", "refund"), ("refund me for the late parcel", "refund"),
-         ("where is my parcel", "delivery"), ("parcel said out for delivery yesterday", "delivery"),
-         ("cant log in", "account_access"), ("password reset link broken", "account_access"),
-         ("app crashes when i open it", "bug_report"), ("the app crashes again", "bug_report"),
-         ("close my subscription", "cancellation"), ("cancellation please", "cancellation"),
-         ("how do i export my data", "product_question"), ("question on the product", "product_question"),
-         ("staff rude rang three times no reply", "complaint"), ("complaint about the team", "complaint")]
 
 
 # ============================================================================================
