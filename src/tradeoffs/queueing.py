@@ -444,6 +444,12 @@ def max_rate_under_slo(curve: ServiceCurve, policy, slo_p99_s: float, low: float
         r = simulate(poisson_arrivals(rate, n=n, seed=seed), policy, curve, seed=seed, **kwargs)
         return summarise(r)["p99_s"] <= slo_p99_s
 
+    return _highest_passing(ok, low, high, tol)
+
+
+def _highest_passing(ok, low: float, high: float, tol: float) -> float:
+    """Bisection for the highest rate in ``[low, high]`` where ``ok(rate)`` holds, assuming ``ok`` holds
+    below some threshold and fails above it: 0.0 when even ``low`` fails, ``high`` when it passes."""
     if not ok(low):
         return 0.0
     if ok(high):
@@ -572,12 +578,4 @@ def capacity_at_slo(curve: ServiceCurve, policy, slo_p99_s: float, *, steps=None
         r = simulate(poisson_arrivals(rate, n=n, seed=seed), policy, curve, seed=seed + 7919, **k)
         return summarise(r)["p99_s"] <= slo_p99_s
 
-    low, high = sat * 1e-3, 1.5 * sat
-    if not ok(low):
-        return 0.0
-    if ok(high):
-        return float(high)
-    while (high - low) / high > tol:
-        mid = (low + high) / 2
-        low, high = (mid, high) if ok(mid) else (low, mid)
-    return float(low)
+    return _highest_passing(ok, sat * 1e-3, 1.5 * sat, tol)
