@@ -48,7 +48,6 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -1228,21 +1227,15 @@ class LoRAIntentClassifier:
         model = self._require_model()
         if self.merged:
             raise RuntimeError("the adapter was merged into the weights; save before merge()")
+        from .models import atomic_directory
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
+        with atomic_directory(path) as tmp:
             model.save_pretrained(tmp)
             settings = {"labels": self.labels, "r": self.r, "alpha": self.alpha, "dropout": self.dropout,
                         "target_modules": list(self.target_modules), "top_layers": self.top_layers,
                         "max_text_tokens": self.max_text_tokens, "base_model": getattr(self.chat, "name", "")}
             (tmp / CLASSIFIER_FILE).write_text(json.dumps(settings, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

