@@ -687,7 +687,28 @@ class _StreamState:
                                  status=status, error=message, http_status=http, ttft=self.ttft)
 
 
-class MeteredStream:
+class _StreamView:
+    """What the sync and async metered streams both show of their :class:`_StreamState`."""
+
+    _state: _StreamState
+
+    @property
+    def text(self) -> str:
+        """The text received so far (choice 0)."""
+        return "".join(self._state.parts)
+
+    @property
+    def usage(self) -> Any:
+        """The token ``usage`` the stream reported (None until a chunk carries it)."""
+        return self._state.usage
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds from the request to the first content token (None until it arrives)."""
+        return self._state.ttft
+
+
+class MeteredStream(_StreamView):
     """A streamed chat completion that records itself when it ends, fails or is closed early.
 
     Iterate it like the openai ``Stream``. ``ttft_s`` is the time from sending the request to the
@@ -719,19 +740,6 @@ class MeteredStream:
         row = self._state.row_for(status, exc)
         if row is not None:
             self._state.meter.ledger.record(row)
-
-    @property
-    def text(self) -> str:
-        """The text received so far (choice 0)."""
-        return "".join(self._state.parts)
-
-    @property
-    def usage(self) -> Any:
-        return self._state.usage
-
-    @property
-    def ttft_s(self) -> float | None:
-        return self._state.ttft
 
     def close(self) -> None:
         if not self._state.done:
@@ -830,7 +838,7 @@ class AsyncMeteredClient:
             return response
 
 
-class AsyncMeteredStream:
+class AsyncMeteredStream(_StreamView):
     """The async twin of :class:`MeteredStream` (``async for chunk in stream``; ``await stream.aclose()``)."""
 
     def __init__(self, stream: Any, meter: _Meter, row: dict, t0: float) -> None:
@@ -857,18 +865,6 @@ class AsyncMeteredStream:
         row = self._state.row_for(status, exc)
         if row is not None:
             await asyncio.to_thread(self._state.meter.ledger.record, row)
-
-    @property
-    def text(self) -> str:
-        return "".join(self._state.parts)
-
-    @property
-    def usage(self) -> Any:
-        return self._state.usage
-
-    @property
-    def ttft_s(self) -> float | None:
-        return self._state.ttft
 
     async def aclose(self) -> None:
         if not self._state.done:
