@@ -316,20 +316,11 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        body = await _read_body(request, state.max_body_bytes)
-        try:
-            req = ChatRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        req = await _parse_body(request, ChatRequest, state.max_body_bytes)
         gen = _build_generation(state, req)
         loop = asyncio.get_running_loop()
-        try:
+        with _admission_errors():
             ticket = scheduler.submit(gen, loop, stream=bool(req.stream))
-        except QueueFull as exc:
-            raise APIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(exc.retry_after)}) from None
-        except EngineStopped as exc:
-            raise APIError(503, str(exc), type="server_error", code="engine_stopped") from None
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -348,20 +339,11 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
         if embedder is None:
             raise APIError(404, "This server was started without the embedder.", param="model",
                            code="model_not_found")
-        body = await _read_body(request, state.max_body_bytes)
-        try:
-            req = EmbeddingRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
+        req = await _parse_body(request, EmbeddingRequest, state.max_body_bytes)
         texts = _check_embedding_request(state, req)
         t0 = time.perf_counter()
-        try:
+        with _admission_errors():
             fut = scheduler.run_job(lambda: embedder.encode(texts, batch_size=32), asyncio.get_running_loop())
-        except QueueFull as exc:
-            raise APIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(exc.retry_after)}) from None
-        except EngineStopped as exc:
-            raise APIError(503, str(exc), type="server_error", code="engine_stopped") from None
         vectors = await fut
         metrics.embed_batch.observe(len(texts))
         metrics.latency_seconds.labels("embeddings").observe(time.perf_counter() - t0)
@@ -389,6 +371,27 @@ def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+async def _parse_body(request: Request, schema: type[BaseModel], limit: int) -> Any:
+    """Read the body (at most ``limit`` bytes) and validate it against ``schema``, as an OpenAI-style error."""
+    body = await _read_body(request, limit)
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+@contextlib.contextmanager
+def _admission_errors():
+    """A full queue is a 429 with ``Retry-After``; a stopped engine is a 503."""
+    try:
+        yield
+    except QueueFull as exc:
+        raise APIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
+                       headers={"Retry-After": str(exc.retry_after)}) from None
+    except EngineStopped as exc:
+        raise APIError(503, str(exc), type="server_error", code="engine_stopped") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
