@@ -225,8 +225,10 @@ def serve(
     default_max_tokens: int = typer.Option(512, min=1, help="completion budget when a request sets none"),
     max_step_tokens: int = typer.Option(256, min=2, help="most tokens per forward pass (decode + prompt chunks)"),
     prefix_cache: bool = typer.Option(True, help="reuse the KV cache of shared prompt prefixes"),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: every core)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: $OMP_NUM_THREADS, else every core)"),
     device: str = typer.Option("cpu", help="cpu | cuda | mps | auto"),
+    embedder: bool = typer.Option(True, help="also load MiniLM and serve /v1/embeddings "
+                                             "(--no-embedder: chat only, starts seconds sooner)"),
     log_level: str = typer.Option("info", help="debug | info | warning | error"),
 ) -> None:
     """Serve the chat model and the embedder with an OpenAI-compatible API (Ctrl-C stops it)."""
@@ -239,7 +241,7 @@ def serve(
         run_server(host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                    max_queue=max_queue, max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens,
                    max_step_tokens=max_step_tokens, prefix_cache=prefix_cache, threads=threads, device=device,
-                   log_level=log_level)
+                   log_level=log_level, embedder=embedder)
     except models.ModelArtifactError as exc:
         _fail(f"serve failed: {exc}")
 

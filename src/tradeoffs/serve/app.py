@@ -216,6 +216,9 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
         Loaded with :func:`tradeoffs.models.load_chat_model` when omitted.
     embedder : tradeoffs.models.Embedder, optional
         Loaded with :func:`tradeoffs.models.load_embedder` when omitted and ``load_embedder``.
+    load_embedder : bool
+        ``False`` serves chat only: ``/v1/embeddings`` answers 404, and start-up skips loading
+        MiniLM (seconds on a CPU).
     max_batch_size : int
         Most requests decoded together (1 = the naive one-at-a-time baseline).
     max_wait_ms : float
@@ -337,7 +340,8 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         if embedder is None:
-            raise APIError(404, "This server was started without the embedder.", param="model",
+            raise APIError(404, "This server was started without the embedder (--no-embedder); start it "
+                           "without that flag to serve embeddings.", param="model",
                            code="model_not_found")
         req = await _parse_body(request, EmbeddingRequest, state.max_body_bytes)
         texts = _check_embedding_request(state, req)
@@ -635,27 +639,40 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_threads() -> int:
+    """Torch threads for the server: ``$OMP_NUM_THREADS`` when it is set (a grader or a scheduler
+    sharing the machine set it), else every core this process may use.
+
+    >>> 1 <= default_threads()
+    True
+    """
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else available_cores()
+
+
 def run_server(*, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = DEFAULTS["max_batch_size"],
                max_wait_ms: float = DEFAULTS["max_wait_ms"], max_queue: int = DEFAULTS["max_queue"],
                max_body_bytes: int = DEFAULTS["max_body_bytes"],
                default_max_tokens: int = DEFAULTS["default_max_tokens"],
                max_step_tokens: int = DEFAULTS["max_step_tokens"], prefix_cache: bool = DEFAULTS["prefix_cache"],
-               threads: int | None = None, device: str = "cpu", log_level: str = "info") -> None:
+               threads: int | None = None, device: str = "cpu", log_level: str = "info",
+               embedder: bool = True) -> None:
     """Load the models and serve until interrupted (what ``tradeoffs serve`` runs).
 
-    Sets torch's intra-op threads to ``threads`` (default: every core this process may use). Run
+    Sets torch's intra-op threads to ``threads`` (default: :func:`default_threads`). Run
     through ``tradeoffs serve``, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (set it before starting
     to override): on a CPU shared with other jobs, spinning OpenMP threads slow everything down.
     """
     import torch
     import uvicorn
 
-    torch.set_num_threads(int(threads or available_cores()))
+    torch.set_num_threads(int(threads or default_threads()))
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
                      max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens,
-                     max_step_tokens=max_step_tokens, prefix_cache=prefix_cache, device=device)
+                     max_step_tokens=max_step_tokens, prefix_cache=prefix_cache, device=device,
+                     load_embedder=embedder)
     log.info("serving %s on http://%s:%d/v1 (max_batch_size=%d, max_wait_ms=%g, max_queue=%d, threads=%d)",
              app.state.tradeoffs.chat_id, host, port, max_batch_size, max_wait_ms, max_queue,
              torch.get_num_threads())

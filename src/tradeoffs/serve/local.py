@@ -67,9 +67,11 @@ class LocalServer:
         Default: a free port.
     host : str
     threads : int, optional
-        Torch threads in the server (default: every core).
+        Torch threads in the server (default: ``$OMP_NUM_THREADS`` when set, else every core).
     startup_timeout : float
         Seconds to wait for ``/health``.
+    embedder : bool
+        ``False``: chat only (``/v1/embeddings`` answers 404); the server starts seconds sooner.
     extra_args : sequence of str
         More ``tradeoffs serve`` options, e.g. ``["--max-body-bytes", "4096"]``.
     env : dict, optional
@@ -96,11 +98,12 @@ class LocalServer:
 
     def __init__(self, *, max_batch_size: int = 16, max_wait_ms: float = 5.0, max_queue: int = 128,
                  port: int | None = None, host: str = "127.0.0.1", threads: int | None = None,
-                 startup_timeout: float = 180.0, stop_timeout: float = 10.0,
+                 startup_timeout: float = 180.0, stop_timeout: float = 10.0, embedder: bool = True,
                  extra_args: Sequence[str] = (), env: dict | None = None) -> None:
         self.options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_queue": max_queue}
         self.host, self.port = host, port
         self.threads = threads
+        self.embedder = bool(embedder)
         self.startup_timeout, self.stop_timeout = float(startup_timeout), float(stop_timeout)
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
@@ -127,6 +130,8 @@ class LocalServer:
                "--max-queue", str(self.options["max_queue"]), "--log-level", "warning"]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if not self.embedder:
+            cmd.append("--no-embedder")
         return cmd + self.extra_args
 
     # ------------------------------------------------------------------ lifecycle
