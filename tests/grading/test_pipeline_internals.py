@@ -64,3 +64,15 @@ def test_merge_keeps_manual_scores_and_flags_problems(tmp_path, fixture_course):
         assert sub.score == 67.0  # 0 + 30 + 30 autograded, 7 by hand
         assert gb.find_grade("memo", "fixture_lab", "fixture_lab", "ada").manual_score == 7.0
         assert gb.find_submission_notebook("fixture_lab", "fixture_lab", "ada").flagged
+
+
+def test_kernel_environment_limits_threads_and_keeps_idle_threads_asleep(tmp_path):
+    """Kernels share the cores with the other workers: one thread each when asked, and OpenMP threads
+    that sleep instead of spinning while they wait (spinning on a busy CPU made a lab 5x slower)."""
+    env = grading._kernel_environment(tmp_path, tmp_path / "cache", threads=1)
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
+        assert env[key] == "1", key
+    assert env["HOME"] == str(tmp_path) and env["HF_HUB_OFFLINE"] == "1"
+    unlimited = grading._kernel_environment(tmp_path, tmp_path / "cache", threads=None)
+    assert "OMP_NUM_THREADS" not in unlimited and unlimited["OMP_WAIT_POLICY"] == "PASSIVE"
