@@ -89,3 +89,107 @@ def setup(mode: str = "full", seed: int = 0, device: str = "auto", quiet: bool =
         note = " (forced by the autograder)" if grading else ""
         print(f"MODE={run.mode}{note}  SEED={run.seed}  DEVICE={dev}  [{run.hardware}]")
     return run
+
+
+# ============================================================================================
+# The learner's code drives the experiment: a clear stop when a part is not done yet, and the
+# learner's prediction set beside what they measured.
+# ============================================================================================
+class PartNotDone(RuntimeError):
+    """A later cell needs a graded part that the learner has not implemented yet.
+
+    Jupyter shows only the one-line message (``_render_traceback_``), not a traceback into the
+    learner's stub.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"PartNotDone: {self}"]
+
+
+class _Needs:
+    def __init__(self, part: str):
+        self.part = part
+
+    def __enter__(self) -> "_Needs":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and issubclass(exc_type, NotImplementedError):
+            raise PartNotDone(f"{self.part} is not implemented yet: do it first, then rerun this cell.") from None
+        return False
+
+
+def needs(part: str) -> _Needs:
+    """Context manager for experiment cells that run a learner's graded function.
+
+    A ``NotImplementedError`` raised inside (the released stub of a graded part) becomes one line
+    that names the part to do first; any other error passes through unchanged, so a bug in the
+    learner's code still shows its traceback.
+
+    Parameters
+    ----------
+    part : str
+        How the lab names the part, e.g. ``"Part 2 (top_spenders)"``.
+
+    Examples
+    --------
+    >>> def top_spenders(calls, k):
+    ...     raise NotImplementedError()
+    >>> try:
+    ...     with needs("Part 2 (top_spenders)"):
+    ...         top_spenders(None, 3)
+    ... except PartNotDone as exc:
+    ...     print(exc)
+    Part 2 (top_spenders) is not implemented yet: do it first, then rerun this cell.
+    """
+    if not isinstance(part, str) or not part.strip():
+        raise ValueError(f"needs() takes the part's name as a non-empty string, got {part!r}")
+    return _Needs(part)
+
+
+def compare_prediction(name: str, predicted: Any, measured: Any, unit: str = "") -> str:
+    """Set the learner's prediction beside the measurement, without a verdict.
+
+    Numbers show both values and the ratio measured / predicted; other values (a tenant, a batch
+    size) show both and whether they match. A prediction left as ``None`` is reported as missing.
+
+    Parameters
+    ----------
+    name : str
+        What was predicted, e.g. ``"batch-64 speed-up"``.
+    predicted, measured : number, str or None
+    unit : str, optional
+        Printed after numbers, e.g. ``"x"`` or ``"req/s"``.
+
+    Returns
+    -------
+    str
+        The line, also printed.
+
+    Examples
+    --------
+    >>> _ = compare_prediction("batch-64 speed-up", 10, 25.0, unit="x")
+    batch-64 speed-up: you predicted 10 x, you measured 25 x (2.5 times your prediction)
+    >>> _ = compare_prediction("costliest tenant", "kitcube", "parcelpoint")
+    costliest tenant: you predicted kitcube, you measured parcelpoint (different)
+    >>> _ = compare_prediction("accuracy at 30% noise", None, 0.81)
+    accuracy at 30% noise: no prediction written (set it in the prediction cell above), you measured 0.81
+    """
+    def fmt(value: Any) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = f"{value:.3g}"
+            return f"{text} {unit}".rstrip() if unit else text
+        return str(value)
+
+    if predicted is None:
+        line = f"{name}: no prediction written (set it in the prediction cell above), you measured {fmt(measured)}"
+    else:
+        line = f"{name}: you predicted {fmt(predicted)}, you measured {fmt(measured)}"
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (predicted, measured))
+        if numeric and predicted != 0:
+            line += f" ({measured / predicted:.2g} times your prediction)"
+        elif not numeric:
+            same = str(predicted).strip().lower() == str(measured).strip().lower()
+            line += " (same)" if same else " (different)"
+    print(line)
+    return line
