@@ -14,7 +14,7 @@ import pytest
 from grading_helpers import LAB, make_course
 from tradeoffs import grading
 
-collect_ignore = ["fixtures"]
+collect_ignore = ["fixtures", "lab_answers"]
 
 
 @pytest.fixture(scope="session")
