@@ -46,6 +46,7 @@ def _course(tmp: Path, labs: list[str]) -> Path:
     course = tmp / "course"
     course.mkdir(parents=True)
     shutil.copy2(REPO / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copy2(FIXTURE.parent / "course.toml", course / "course.toml")  # registers fixture_lab
     for lab in labs:
         source = (REPO / "solutions" / lab) if (REPO / "solutions" / lab).is_dir() else FIXTURE / lab
         shutil.copytree(source, course / "solutions" / lab)

@@ -128,11 +128,17 @@ def run(
     device: str = typer.Option("auto"),
     seed: int = typer.Option(0),
     list_only: bool = typer.Option(False, "--list", help="only list the labs that exist"),
+    root: Optional[Path] = typer.Option(None, help="course directory (default: the current one if it has "
+                                                  "nbgrader_config.py, else this repository)"),
 ) -> None:
     """Execute lab solution notebooks headlessly (papermill) and print one line per lab."""
     from . import execute
 
-    available = execute.existing_labs()
+    base = execute.course_dir(root)
+    try:
+        available = execute.existing_labs(base)
+    except ValueError as exc:
+        _fail(str(exc), code=2)
     if list_only:
         for lab in available:
             typer.echo(lab)
@@ -146,7 +152,7 @@ def run(
     failed = 0
     for lab in chosen:
         try:
-            nb = execute.solution_notebook(lab)
+            nb = execute.solution_notebook(lab, base)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc), code=2)
         result = execute.run_notebook(nb, out.resolve() / f"{lab}.ipynb", mode=mode, seed=seed, device=device)

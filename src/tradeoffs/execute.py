@@ -11,14 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-LAB_IDS = (
-    "lab1_build_vs_buy",
-    "lab2_complexity_vs_maintainability",
-    "lab3_quantity_vs_quality",
-    "lab4_throughput_vs_latency",
-    "lab5_prompting_vs_finetuning",
-    "lab6_automation_vs_oversight",
-)
+from . import course
 
 
 def repo_root() -> Path:
@@ -33,16 +26,24 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
+def course_dir(root: str | os.PathLike | None = None) -> Path:
+    """The course directory: ``root``, else the current directory when it is a course (it has
+    ``nbgrader_config.py``, as nbgrader itself expects), else the kit's repository."""
+    if root is not None:
+        return Path(root).resolve()
+    cwd = Path.cwd()
+    return cwd if (cwd / "nbgrader_config.py").is_file() else repo_root()
+
+
 def existing_labs(root: Path | None = None) -> list[str]:
-    """Lab ids whose solution notebook exists, in course order."""
+    """Registered lab ids (:mod:`tradeoffs.course`) whose solution notebook exists, in course order."""
     root = root or repo_root()
-    return [lab for lab in LAB_IDS if (root / "solutions" / lab / f"{lab}.ipynb").exists()]
+    return [lab for lab in course.lab_ids(root) if (root / "solutions" / lab / f"{lab}.ipynb").exists()]
 
 
 def solution_notebook(lab: str, root: Path | None = None) -> Path:
     root = root or repo_root()
-    if lab not in LAB_IDS:
-        raise ValueError(f"unknown lab {lab!r}; the labs are {', '.join(LAB_IDS)}")
+    course.get(lab, root)  # a clear error for an unknown lab
     path = root / "solutions" / lab / f"{lab}.ipynb"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist yet; `tradeoffs run --list` shows the labs that do")

@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import sandbox
-from .execute import LAB_IDS, repo_root
+from . import course
+from .execute import course_dir, repo_root
 
 COURSE_ID = "production-ai-tradeoffs"
 CONFIG_FILE = "nbgrader_config.py"
@@ -70,10 +71,8 @@ class GradingError(RuntimeError):
 # The course
 # ============================================================================================
 def _default_root() -> Path:
-    """The current directory when it is a course (has ``nbgrader_config.py``, as nbgrader itself
-    expects), else the kit's repository (``$TRADEOFFS_REPO`` overrides)."""
-    cwd = Path.cwd()
-    return cwd if (cwd / CONFIG_FILE).is_file() else repo_root()
+    """The current directory when it is a course, else the kit's repository (``$TRADEOFFS_REPO`` overrides)."""
+    return course_dir()
 
 
 def course_root(root: str | os.PathLike | None = None) -> Path:
@@ -87,21 +86,31 @@ def course_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def course_labs(root: str | os.PathLike | None = None) -> list[str]:
-    """Lab ids with a solution notebook ``solutions/<lab>/<lab>.ipynb``, course order first.
+    """Registered labs (:mod:`tradeoffs.course`) with a solution notebook, in course order.
+
+    A ``solutions/<lab>/<lab>.ipynb`` that the registry does not list is an error, not a lab that
+    is released and graded but skipped by ``tradeoffs run`` and the tests.
 
     Examples
     --------
     >>> import tempfile, pathlib
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
-    >>> (tmp / "solutions" / "demo").mkdir(parents=True)
-    >>> _ = (tmp / "solutions" / "demo" / "demo.ipynb").write_text("{}")
+    >>> (tmp / "solutions" / "lab2_complexity_vs_maintainability").mkdir(parents=True)
+    >>> _ = (tmp / "solutions" / "lab2_complexity_vs_maintainability" / "lab2_complexity_vs_maintainability.ipynb").write_text("{}")
     >>> course_labs(tmp)
-    ['demo']
+    ['lab2_complexity_vs_maintainability']
     """
     base = Path(root).resolve() if root is not None else _default_root()
-    found = [p.name for p in sorted((base / "solutions").glob("*")) if (p / f"{p.name}.ipynb").is_file()]
-    ordered = [lab for lab in LAB_IDS if lab in found]
-    return ordered + [lab for lab in found if lab not in ordered]
+    found = {p.name for p in (base / "solutions").glob("*") if (p / f"{p.name}.ipynb").is_file()}
+    try:
+        registered = course.lab_ids(base)
+    except ValueError as exc:
+        raise GradingError(str(exc)) from None
+    unknown = sorted(found - set(registered))
+    if unknown:
+        raise GradingError(f"solutions/ holds labs the registry does not list: {', '.join(unknown)}; add each to "
+                           f"{base / course.COURSE_FILE} (fields: see tradeoffs.course.Lab)")
+    return [lab for lab in registered if lab in found]
 
 
 def load_config(root: str | os.PathLike | None = None):

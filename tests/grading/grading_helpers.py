@@ -38,6 +38,8 @@ def make_course(dest: Path, solutions_from: Path = FIXTURES / "solutions", labs:
     """A course directory at ``dest``: the repository's nbgrader_config.py and some solutions."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
+    if solutions_from == FIXTURES / "solutions":
+        shutil.copy2(FIXTURES / "course.toml", dest / "course.toml")  # registers fixture_lab in this course
     for lab_dir in sorted(solutions_from.iterdir()):
         if lab_dir.is_dir() and (labs is None or lab_dir.name in labs):
             shutil.copytree(lab_dir, dest / "solutions" / lab_dir.name)

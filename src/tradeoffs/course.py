@@ -1,0 +1,174 @@
+"""The lab registry: the one place that lists the course's labs, in order, with their times.
+
+``tradeoffs run``, ``tradeoffs release``, ``tradeoffs grade``, the notebook and grading test suites,
+the README's course map and ``notebooks/00_start_here.ipynb`` all read :data:`LABS`. A course
+directory may add labs of its own in a ``course.toml`` beside its ``nbgrader_config.py``::
+
+    [[lab]]
+    id = "lab7_privacy_vs_utility"
+    number = 7
+    title = "Privacy vs utility"
+    ...
+
+(every field of :class:`Lab`); :func:`labs` then returns the kit's labs followed by those.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+COURSE_FILE = "course.toml"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab of the course.
+
+    Attributes
+    ----------
+    id : str
+        Folder and notebook name: ``solutions/<id>/<id>.ipynb``.
+    number : int
+        Position in the suggested order.
+    title : str
+        The trade-off, as the lab's title names it.
+    experiment : str
+        What the learner measures, in one line.
+    concept : str
+        The concept notebook that goes with it (``notebooks/<concept>``), or "" if none.
+    learner_minutes : int
+        Time a learner spends on it, reading and writing included (the lab's intro says the same).
+    compute_minutes : int
+        Most minutes of compute its full run takes on the 2-core reference CPU.
+    why_here : str
+        Why it comes at this point of the course.
+    """
+
+    id: str
+    number: int
+    title: str
+    experiment: str
+    concept: str
+    learner_minutes: int
+    compute_minutes: int
+    why_here: str
+
+
+LABS: tuple[Lab, ...] = (
+    Lab("lab1_build_vs_buy", 1, "Build vs buy",
+        "meter every LLM call into a cost ledger; API prices vs measured self-host cost; break-even with staff cost",
+        "01_build_vs_buy.ipynb", 90, 5,
+        "first: every later lab spends money, and this one builds the ledger and the cost model they price with"),
+    Lab("lab2_complexity_vs_maintainability", 2, "Model complexity vs maintainability",
+        "simple vs complex models on real data; how many predictions change when one thing changes (CACE)",
+        "02_complexity_vs_maintainability.ipynb", 75, 5,
+        "classic ML only and the shortest lab: it sets the habit of measuring before choosing"),
+    Lab("lab3_quantity_vs_quality", 3, "Data quantity vs quality",
+        "label-noise injection; learning curves by size x noise; cleaning vs collecting",
+        "03_quantity_vs_quality.ipynb", 90, 5,
+        "once a model is chosen, the next lever is its data: how many labels, and how clean"),
+    Lab("lab4_throughput_vs_latency", 4, "Throughput vs latency",
+        "model timing by batch size; a live server under Poisson load; batch job vs real-time cost",
+        "04_throughput_vs_latency.ipynb", 120, 10,
+        "the serving lab: it needs the cost model of lab 1 and is the heaviest on timing"),
+    Lab("lab5_prompting_vs_finetuning", 5, "Prompt engineering vs fine-tuning",
+        "zero/few-shot prompting vs LoRA on the same tickets with a real small LLM; investment curves",
+        "05_prompting_vs_finetuning.ipynb", 90, 10,
+        "builds on labs 3 (labels cost money) and 4 (every prompt token is latency)"),
+    Lab("lab6_automation_vs_oversight", 6, "Automation vs human oversight",
+        "calibration, selective prediction, review-queue economics with reviewer capacity",
+        "06_automation_vs_oversight.ipynb", 90, 5,
+        "last: it decides what to do with the errors every earlier model still makes"),
+)
+
+PREREQUISITES = (
+    "Python: functions, loops, list and dict comprehensions; reading a traceback.",
+    "pandas: selecting, grouping and merging DataFrames; NumPy arrays.",
+    "Not assumed: deep learning, PyTorch, a GPU, cloud accounts or an API key (optional in lab 1).",
+)
+
+
+def _extra_labs(root: Path) -> list[Lab]:
+    path = root / COURSE_FILE
+    if not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML ({exc}); fix it or remove it") from None
+    names = {f.name for f in fields(Lab)}
+    extra = []
+    for i, entry in enumerate(data.get("lab", []), start=1):
+        missing, unknown = names - set(entry), set(entry) - names
+        if missing or unknown:
+            raise ValueError(f"{path}: lab entry {i} needs exactly the fields {sorted(names)}; "
+                             f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+        extra.append(Lab(**entry))
+    return extra
+
+
+def labs(root: str | os.PathLike | None = None) -> tuple[Lab, ...]:
+    """The course's labs in order: the kit's, then any a course's ``course.toml`` adds.
+
+    Examples
+    --------
+    >>> [lab.number for lab in labs()]
+    [1, 2, 3, 4, 5, 6]
+    >>> labs()[3].id
+    'lab4_throughput_vs_latency'
+    """
+    found = list(LABS) + (_extra_labs(Path(root)) if root is not None else [])
+    ids = [lab.id for lab in found]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ValueError(f"lab ids listed twice in the registry: {duplicated}; each lab id appears once")
+    return tuple(found)
+
+
+def lab_ids(root: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The lab ids in course order.
+
+    Examples
+    --------
+    >>> lab_ids()[0]
+    'lab1_build_vs_buy'
+    """
+    return tuple(lab.id for lab in labs(root))
+
+
+def get(lab_id: str, root: str | os.PathLike | None = None) -> Lab:
+    """The registry entry of ``lab_id``.
+
+    Examples
+    --------
+    >>> get("lab2_complexity_vs_maintainability").learner_minutes
+    75
+    >>> get("lab9")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown lab 'lab9'; the labs are lab1_build_vs_buy, lab2_complexity_vs_maintainability, lab3_quantity_vs_quality, lab4_throughput_vs_latency, lab5_prompting_vs_finetuning, lab6_automation_vs_oversight
+    """
+    for lab in labs(root):
+        if lab.id == lab_id:
+            return lab
+    raise ValueError(f"unknown lab {lab_id!r}; the labs are {', '.join(lab_ids(root))}")
+
+
+def course_map_markdown(root: str | os.PathLike | None = None) -> str:
+    """The course map as a markdown table (the README and ``00_start_here`` show exactly this).
+
+    Examples
+    --------
+    >>> print(course_map_markdown().splitlines()[0])
+    | # | Lab | The experiment you run | Concept notebook | Your time | Compute (full run, 2-core CPU) | Why here |
+    """
+    rows = ["| # | Lab | The experiment you run | Concept notebook | Your time | Compute (full run, 2-core CPU) | Why here |",
+            "|---|---|---|---|---|---|---|"]
+    for lab in labs(root):
+        concept = f"`notebooks/{lab.concept}`" if lab.concept else "none"
+        rows.append(f"| {lab.number} | **{lab.title}** (`{lab.id}`) | {lab.experiment} | {concept} | "
+                    f"about {lab.learner_minutes} min | at most {lab.compute_minutes} min | {lab.why_here} |")
+    return "\n".join(rows)
