@@ -29,7 +29,8 @@ def _noise_seed(seed: int, size: int, rate: float) -> int:
     return int(np.random.default_rng([int(seed), int(size), int(round(rate * 1_000_000))]).integers(2**31 - 1))
 
 
-def _checked_noise(noise: NoiseFn, y: np.ndarray, rate: float, seed: int, kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+def _checked_noise(noise: NoiseFn, y: np.ndarray, rate: float, seed: int,
+                   kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
     name = getattr(noise, "__name__", "the noise function")
     out = noise(y.copy(), rate, seed=seed, **kwargs)
     try:
