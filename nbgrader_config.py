@@ -23,12 +23,16 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "gradebook.db")
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Labs do real work (model loads, small experiments): nbgrader's default of 30 s per cell is too
-# short. Under grading NBGRADER_EXECUTION is set and every lab runs at smoke size, so a whole
-# notebook grades in well under a minute; 300 s only catches genuinely stuck cells.
-c.Execute.timeout = 300
+# The grading limits are written once, in tradeoffs.grading.config (GradeSettings and the two
+# constants below); this file and `tradeoffs grade` read them. Labs do real work (model loads, small
+# experiments): nbgrader's default of 30 s per cell is too short. Under grading NBGRADER_EXECUTION is
+# set and every lab runs at smoke size, so a whole notebook grades in well under a minute; the cell
+# timeout only catches genuinely stuck cells.
+from tradeoffs.grading import CELL_TIMEOUT, STARTUP_TIMEOUT, autograde_preprocessors  # noqa: E402
+
+c.Execute.timeout = CELL_TIMEOUT
 c.Execute.interrupt_on_timeout = True
-c.Execute.startup_timeout = 120  # a kernel in the sandbox on a busy machine
+c.Execute.startup_timeout = STARTUP_TIMEOUT  # a kernel in the sandbox on a busy machine
 
 # nbgrader zeroes a test cell that writes anything to stderr. Correct code prints library
 # warnings, log lines and tqdm progress bars there; drop exactly those. Dropping stderr never turns
@@ -49,19 +53,12 @@ c.OverwriteCells.add_missing_cells = True
 
 # Autograde with the kit's hardened Execute: sandboxed kernel (limits, no network, hidden
 # solutions and gradebook where the OS allows), partial grades when a kernel dies, a guard against
-# monkeypatched checks. Falls back to nbgrader's pipeline only when the kit is not installed.
-try:
-    from tradeoffs.grading import autograde_preprocessors
-except ImportError:  # pragma: no cover - the kit is always installed in its own environment
-    pass
-else:
-    c.Autograde.autograde_preprocessors = autograde_preprocessors()
-    c.GuardedExecute.hide = [os.path.join(HERE, p) for p in
-                             ("solutions", "submitted", "autograded", "feedback", "gradebook.db", "grades.csv")]
-    c.GuardedExecute.protect = [os.path.join(HERE, "gradebook.db")]
-    c.GuardedExecute.expose = [HERE]  # the kit and its datasets; the grader's home is otherwise hidden
-    c.GuardedExecute.cpu_seconds = 900
-    c.GuardedExecute.memory_mb = 6144
+# monkeypatched checks. Its CPU and memory limits default to tradeoffs.grading.GradeSettings.
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
+c.GuardedExecute.hide = [os.path.join(HERE, p) for p in
+                         ("solutions", "submitted", "autograded", "feedback", "gradebook.db", "grades.csv")]
+c.GuardedExecute.protect = [os.path.join(HERE, "gradebook.db")]
+c.GuardedExecute.expose = [HERE]  # the kit and its datasets; the grader's home is otherwise hidden
 
 # `nbgrader zip_collect LAB` (submissions downloaded from an LMS): put the zip(s) in
 # downloaded/LAB/archive/. This pattern reads Canvas-style names, <login>_<userid>_<submission>_<file>,

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, table, update_section  # noqa: E402
 
-from tradeoffs import execute, grading, sandbox  # noqa: E402
+from tradeoffs import execute, grading  # noqa: E402
+from tradeoffs.grading import sandbox  # noqa: E402
 
 FIXTURE = REPO / "tests" / "grading" / "fixtures" / "solutions"
 RESULTS = Path(__file__).resolve().parent / "results" / "grading.json"
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--labs", nargs="*", help="lab ids (default: every lab with a solution, and fixture_lab)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
     args = parser.parse_args()
-    grading._fast_imports()
+    grading.fast_imports()
     labs = args.labs or [*execute.existing_labs(), "fixture_lab"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="tradeoffs-bench-grading-") as tmp:

@@ -16,7 +16,8 @@ import pytest
 from nbgrader.api import Gradebook
 
 from grading_helpers import LAB, SOLUTION, TESTS, WRONG, make_course, submission, write_submission
-from tradeoffs import grading, sandbox
+from tradeoffs import grading
+from tradeoffs.grading import sandbox
 
 pytestmark = pytest.mark.grading
 

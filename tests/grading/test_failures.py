@@ -9,7 +9,8 @@ import psutil
 import pytest
 
 from grading_helpers import LAB, SOLUTION, make_course, submission, write_submission
-from tradeoffs import grading, sandbox
+from tradeoffs import grading
+from tradeoffs.grading import sandbox
 
 pytestmark = [pytest.mark.grading, pytest.mark.slow]
 

@@ -12,6 +12,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import determine_grade, is_grade, is_solution
 
 from tradeoffs import grading
+from tradeoffs.grading import guarded
 
 from grading_helpers import FIXTURES, LAB, SOLUTION, WRONG, submission
 
@@ -105,13 +106,13 @@ def test_neutralise_partial_credit_keeps_an_honest_trailing_expression():
 
     cell = nbformat.v4.new_code_cell("check(answer)")
     cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "12"}, execution_count=1)]
-    grading._neutralise_partial_credit(cell)
+    guarded._neutralise_partial_credit(cell)
     assert cell.outputs[0].output_type == "execute_result"
 
     cell = nbformat.v4.new_code_cell("assert f(1) == 2")
     cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "30"}, execution_count=1),
                     nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[])]
-    grading._neutralise_partial_credit(cell)
+    guarded._neutralise_partial_credit(cell)
     assert cell.outputs[0].output_type == "display_data"
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import nbgrader.api
 
 from tradeoffs import grading
+from tradeoffs.grading import config, guarded, results, worker
 
 
 def test_cached_alembic_head_matches_nbgraders_own_answer():
-    grading._ensure_nbgrader_tools()
+    config._ensure_nbgrader_tools()
     fast = nbgrader.api.get_alembic_version
     assert getattr(fast, "_tradeoffs_cached", False)
     assert fast() == fast._original()  # the original runs the `alembic` command
@@ -33,7 +34,7 @@ def test_short_reason_picks_the_exception():
     log = ("[INFO] Converting\nTraceback (most recent call last):\n  File x\n"
            "nbformat.reader.NotJSONError: Notebook does not appear to be JSON\n"
            "[ERROR] Please see the the above traceback for details")
-    assert grading._short_reason(log).startswith("nbformat.reader.NotJSONError")
+    assert worker._short_reason(log).startswith("nbformat.reader.NotJSONError")
 
 
 def test_result_round_trips_through_json():
@@ -46,7 +47,7 @@ def test_merge_keeps_manual_scores_and_flags_problems(tmp_path, fixture_course):
     from nbgrader.api import Gradebook
 
     db = tmp_path / "gradebook.db"
-    grading._ensure_assignment(fixture_course, "fixture_lab", db)
+    results._ensure_assignment(fixture_course, "fixture_lab", db)
     parts = [grading.PartScore(t, 30.0, 30.0, True) for t in ("q1_tests", "q2_tests", "q3_tests")]
     result = grading.GradeResult("ada", "fixture_lab", "graded", parts=parts + [
         grading.PartScore("memo", None, 10.0, False)])
@@ -69,10 +70,10 @@ def test_merge_keeps_manual_scores_and_flags_problems(tmp_path, fixture_course):
 def test_kernel_environment_limits_threads_and_keeps_idle_threads_asleep(tmp_path):
     """Kernels share the cores with the other workers: one thread each when asked, and OpenMP threads
     that sleep instead of spinning while they wait (spinning on a busy CPU made a lab 5x slower)."""
-    env = grading._kernel_environment(tmp_path, tmp_path / "cache", threads=1)
+    env = guarded._kernel_environment(tmp_path, tmp_path / "cache", threads=1)
     assert env["OMP_WAIT_POLICY"] == "PASSIVE"
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
         assert env[key] == "1", key
     assert env["HOME"] == str(tmp_path) and env["HF_HUB_OFFLINE"] == "1"
-    unlimited = grading._kernel_environment(tmp_path, tmp_path / "cache", threads=None)
+    unlimited = guarded._kernel_environment(tmp_path, tmp_path / "cache", threads=None)
     assert "OMP_NUM_THREADS" not in unlimited and unlimited["OMP_WAIT_POLICY"] == "PASSIVE"

@@ -1,4 +1,4 @@
-"""tradeoffs.sandbox: limits always; network, PID and mount isolation where the OS allows it."""
+"""tradeoffs.grading.sandbox: limits always; network, PID and mount isolation where the OS allows it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tradeoffs import sandbox
+from tradeoffs.grading import sandbox
 
 LEVEL = sandbox.detect_isolation()
 needs_namespaces = pytest.mark.skipif(LEVEL == "limits", reason="this OS gives no namespaces; limits only")

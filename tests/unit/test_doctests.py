@@ -10,7 +10,7 @@ import tradeoffs
 
 # Modules whose import needs a server or heavy optional pieces still get their examples checked;
 # examples that load models are marked `# doctest: +SKIP` in the source.
-MODULES = sorted(m.name for m in pkgutil.iter_modules(tradeoffs.__path__, "tradeoffs.") if m.name != "tradeoffs.cli")
+MODULES = sorted(m.name for m in pkgutil.walk_packages(tradeoffs.__path__, "tradeoffs.") if m.name != "tradeoffs.cli")
 
 
 @pytest.mark.parametrize("name", MODULES)

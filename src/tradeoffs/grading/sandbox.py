@@ -23,7 +23,7 @@ Three isolation levels, chosen by :func:`detect_isolation` (probed once per proc
     anything else (macOS, locked-down kernels): resource limits only. Student code can then do
     whatever the grading account can; ``docs/instructor.md`` explains how to grade safely there.
 
-The launcher runs as ``python -m tradeoffs.sandbox SPEC.json -- ARGV...``; :meth:`SandboxSpec.command`
+The launcher runs as ``python -m tradeoffs.grading.sandbox SPEC.json -- ARGV...``; :meth:`SandboxSpec.command`
 builds that command line. In the namespace levels it forks: the child becomes PID 1 of the new PID
 namespace, sets up mounts, limits and identity, then ``exec``\\ s ``ARGV``; the parent stays in the
 host namespaces, waits, and exits with the child's status, so a kernel manager can poll and signal it
@@ -219,7 +219,7 @@ class SandboxSpec:
         spec = SandboxSpec(**{**asdict(self), "limits": self.limits})
         spec.isolation = self.resolved_isolation()
         _atomic_write(Path(spec_path), spec.to_json())
-        return [sys.executable, "-m", "tradeoffs.sandbox", str(spec_path), "--", *map(str, argv)]
+        return [sys.executable, "-m", "tradeoffs.grading.sandbox", str(spec_path), "--", *map(str, argv)]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -293,7 +293,7 @@ def probe(level: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# The launcher (runs as ``python -m tradeoffs.sandbox``)
+# The launcher (runs as ``python -m tradeoffs.grading.sandbox``)
 # --------------------------------------------------------------------------------------------
 _libc = None
 
@@ -637,7 +637,7 @@ def launch(spec: SandboxSpec, argv: Sequence[str]) -> int:
         message += chunk
     os.close(err_r)
     if message:
-        sys.stderr.write(f"tradeoffs.sandbox: could not build the {level!r} sandbox: {message.decode()}\n")
+        sys.stderr.write(f"tradeoffs.grading.sandbox: could not build the {level!r} sandbox: {message.decode()}\n")
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -659,14 +659,14 @@ def _forward(pid: int, signum: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or "--" not in argv:
-        sys.stderr.write("usage: python -m tradeoffs.sandbox SPEC.json -- COMMAND [ARGS...]\n")
+        sys.stderr.write("usage: python -m tradeoffs.grading.sandbox SPEC.json -- COMMAND [ARGS...]\n")
         return 2
     split = argv.index("--")
     spec = SandboxSpec.from_json(Path(argv[0]).read_text())
     try:
         return launch(spec, argv[split + 1:])
     except (OSError, SandboxError) as exc:
-        sys.stderr.write(f"tradeoffs.sandbox: {exc}\n")
+        sys.stderr.write(f"tradeoffs.grading.sandbox: {exc}\n")
         return SETUP_FAILED
 
 
