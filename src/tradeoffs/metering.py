@@ -15,8 +15,9 @@ that around the official ``openai`` client, for OpenAI itself and for any OpenAI
   client. Each attempt (retries included) becomes one ledger row with timestamp, tenant, feature,
   prompt template, model, endpoint, input/output/cached tokens (from ``usage``), latency, time to
   first token when streaming, status, error and cost.
-* Attribution queries returning pandas: :func:`cost_by_tenant_feature`, :func:`top_templates`,
-  :func:`latency_by_feature`, :func:`cost_drivers`, :func:`budget_burndown`.
+* Queries over the ledger returning pandas: :func:`latency_by_feature` and :func:`budget_burndown`.
+  Attributing the cost to tenants, features and templates is lab 1's graded work (the learner writes
+  that query); the kit does not ship it.
 * Replaying the kit's traffic trace through a client: :data:`SUPPORT_TEMPLATES`,
   :func:`trace_requests`, :func:`replay`.
 
@@ -52,7 +53,7 @@ import pandas as pd
 __all__ = [
     "LedgerRecordError", "LedgerError", "Ledger", "COLUMNS", "REQUIRED", "STATUSES", "validate_record",
     "MeteredClient", "AsyncMeteredClient", "MeteredStream", "AsyncMeteredStream",
-    "cost_by_tenant_feature", "top_templates", "latency_by_feature", "cost_drivers", "budget_burndown",
+    "latency_by_feature", "budget_burndown",
     "SUPPORT_TEMPLATES", "support_messages", "trace_requests", "replay", "ReplayResult",
 ]
 
@@ -881,7 +882,7 @@ class AsyncMeteredStream(_StreamView):
 
 
 # =============================================================================================
-# Attribution queries
+# Queries over the ledger (latency, budgets); cost attribution is lab 1's graded work
 # =============================================================================================
 def _frame(source: Ledger | pd.DataFrame, needs: Sequence[str]) -> pd.DataFrame:
     if isinstance(source, Ledger):
@@ -894,54 +895,6 @@ def _frame(source: Ledger | pd.DataFrame, needs: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"the ledger rows lack the column(s) {missing}; they have {list(df.columns)}")
     return df
-
-
-def cost_by_tenant_feature(source: Ledger | pd.DataFrame) -> pd.DataFrame:
-    """US dollars per tenant (rows) and feature (columns), with a ``total`` column; biggest spender first.
-
-    Unpriced calls (``cost_usd`` NULL) count as 0 here; :func:`cost_drivers` counts them.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"tenant": ["a", "a", "b"], "feature": ["x", "y", "x"], "cost_usd": [1.0, 2.0, 5.0]})
-    >>> cost_by_tenant_feature(df).to_dict("index")
-    {'b': {'x': 5.0, 'y': 0.0, 'total': 5.0}, 'a': {'x': 1.0, 'y': 2.0, 'total': 3.0}}
-    """
-    df = _frame(source, ["tenant", "feature", "cost_usd"])
-    table = df.pivot_table(index="tenant", columns="feature", values="cost_usd", aggfunc="sum", fill_value=0.0,
-                           observed=True)
-    table = table.astype(float)
-    table.columns = [str(c) for c in table.columns]
-    table.columns.name = "feature"
-    table["total"] = table.sum(axis=1)
-    return table.sort_values(["total"], ascending=False, kind="stable")
-
-
-def top_templates(source: Ledger | pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    """Prompt templates ranked by spend: calls, cost, share, cost per call, mean tokens.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"template_id": ["s/v1", "d/v1", "d/v1"], "cost_usd": [1.0, 2.0, 4.0],
-    ...                    "input_tokens": [100, 80, 120], "output_tokens": [20, 90, 110]})
-    >>> top_templates(df)[["calls", "cost_usd", "share"]].round(3).to_dict("index")
-    {'d/v1': {'calls': 2, 'cost_usd': 6.0, 'share': 0.857}, 's/v1': {'calls': 1, 'cost_usd': 1.0, 'share': 0.143}}
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive whole number, got {n!r}")
-    df = _frame(source, ["template_id", "cost_usd", "input_tokens", "output_tokens"])
-    g = df.groupby("template_id", observed=True)
-    out = pd.DataFrame({
-        "calls": g.size(),
-        "cost_usd": g["cost_usd"].sum(min_count=0).astype(float),
-        "mean_input_tokens": g["input_tokens"].mean().astype(float),
-        "mean_output_tokens": g["output_tokens"].mean().astype(float),
-    })
-    total = out["cost_usd"].sum()
-    out["share"] = out["cost_usd"] / total if total > 0 else 0.0
-    out["usd_per_call"] = out["cost_usd"] / out["calls"]
-    out = out[["calls", "cost_usd", "share", "usd_per_call", "mean_input_tokens", "mean_output_tokens"]]
-    return out.sort_values(["cost_usd", "calls"], ascending=False, kind="stable").head(n)
 
 
 def latency_by_feature(source: Ledger | pd.DataFrame, q: float = 0.95) -> pd.DataFrame:
@@ -973,43 +926,6 @@ def latency_by_feature(source: Ledger | pd.DataFrame, q: float = 0.95) -> pd.Dat
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "feature"
     return out.sort_values(f"{pct}_s", ascending=False, kind="stable")
-
-
-def cost_drivers(source: Ledger | pd.DataFrame, by: Sequence[str] = ("tenant", "feature")) -> pd.DataFrame:
-    """Why a group costs what it costs: calls, retries, errors, unpriced calls, mean tokens, cost per call.
-
-    ``retries`` counts attempts after the first (``attempt > 1``); a group whose cost per call is high
-    because of long prompts shows it in ``mean_input_tokens``, one with long answers (drafts) in
-    ``mean_output_tokens``.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"tenant": ["a", "a", "b"], "feature": ["x", "x", "x"], "cost_usd": [1.0, 1.0, 1.0],
-    ...                    "input_tokens": [10, 10, 30], "output_tokens": [5, 5, 5], "attempt": [1, 2, 1],
-    ...                    "status": ["error", "ok", "ok"]})
-    >>> cost_drivers(df).loc[("a", "x"), ["calls", "retries", "errors"]].tolist()
-    [2, 1, 1]
-    """
-    by = [by] if isinstance(by, str) else list(by)
-    df = _frame(source, [*by, "cost_usd", "input_tokens", "output_tokens"])
-    attempt = df["attempt"] if "attempt" in df else pd.Series(1, index=df.index)
-    status = df["status"] if "status" in df else pd.Series("ok", index=df.index)
-    work = df.assign(_retry=(attempt > 1).astype(int), _error=(status == "error").astype(int),
-                     _unpriced=df["cost_usd"].isna().astype(int))
-    g = work.groupby(by, observed=True)
-    out = pd.DataFrame({
-        "calls": g.size(),
-        "retries": g["_retry"].sum(),
-        "errors": g["_error"].sum(),
-        "unpriced": g["_unpriced"].sum(),
-        "mean_input_tokens": g["input_tokens"].mean().astype(float),
-        "mean_output_tokens": g["output_tokens"].mean().astype(float),
-        "cost_usd": g["cost_usd"].sum().astype(float),
-    })
-    out["usd_per_call"] = out["cost_usd"] / out["calls"]
-    total = out["cost_usd"].sum()
-    out["share"] = out["cost_usd"] / total if total > 0 else 0.0
-    return out.sort_values("cost_usd", ascending=False, kind="stable")
 
 
 def budget_burndown(source: Ledger | pd.DataFrame, budgets: Mapping[str, float], now: Any = None,

@@ -6,10 +6,12 @@ Two sides of the build-vs-buy decision, in the same units (US dollars per day, p
   maintained price database, https://github.com/pydantic/genai-prices). There is no hand-typed price
   table in the kit: every API price comes from :func:`genai_prices.calc_price`, and
   :func:`price_snapshot` says which version of the database answered.
-* **Build** — :class:`SelfHosting` turns a *measured* throughput per machine into machines needed at
-  peak, then into dollars per day: machine rent, electricity (only where it is not in the rent) and the
-  staff who run the service. :func:`break_even_volume` finds the daily volume at which self-hosting
-  becomes the cheaper option, and :meth:`SelfHosting.staff_share` the share of the bill that is people.
+* **Build** — the inputs of a self-hosting bill, each with its source: the rent of a machine
+  (:class:`Hardware`, :func:`cpu_vm`, :data:`GPU_L4_VM`), electricity, the fully loaded cost of an
+  engineer-year (:data:`FTE_USD_PER_YEAR`), the peak-to-mean ratio of a traffic trace
+  (:func:`peak_to_mean`) and machines for a peak load (:func:`machines_needed`). Turning a measured
+  throughput into a daily bill, a break-even volume and a staff share is lab 1's graded work: the
+  kit does not ship it. :func:`what_if` is lab 1's calculator, run on the learner's own functions.
 
 The default self-hosting parameters below are public list prices and statistics, each with its source
 and the date it refers to. They age: check the source before you rely on a number, and pass your own.
@@ -19,18 +21,17 @@ Examples
 >>> mini = ApiModel("gpt-4o-mini", "openai")
 >>> round(mini.cost(input_tokens=1_000_000, output_tokens=0), 4)   # genai-prices: $0.15 / M input tokens
 0.15
->>> host = SelfHosting(hardware=cpu_vm(2), throughput_rps=4.0, staff_fte=0.25)
->>> int(host.machines(100_000))
-2
+>>> round(cpu_vm(2).usd_per_day(), 4)   # one 2-vCPU VM for a day, AWS c7i list price
+2.142
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,9 +39,8 @@ import pandas as pd
 __all__ = [
     "ApiModel", "DEFAULT_API_MODELS", "price_snapshot", "price_table", "Hardware", "cpu_vm",
     "GPU_L4_VM", "CPU_VCPU_USD_PER_HOUR", "ELECTRICITY_USD_PER_KWH", "FTE_SALARY_USD_PER_YEAR",
-    "WAGE_SHARE_OF_COMPENSATION", "FTE_USD_PER_YEAR", "SECONDS_PER_DAY", "SelfHosting",
-    "machines_needed", "throughput_at_slo", "break_even_volume", "cost_curves", "break_even_table",
-    "sensitivity", "peak_to_mean",
+    "WAGE_SHARE_OF_COMPENSATION", "FTE_USD_PER_YEAR", "SECONDS_PER_DAY", "DAYS_PER_YEAR",
+    "machines_needed", "peak_to_mean", "what_if",
 ]
 
 SECONDS_PER_DAY = 86_400.0
@@ -419,8 +419,7 @@ def machines_needed(peak_rps: float | np.ndarray, throughput_rps: float, utilisa
     peak_rps : float or array
         Peak request rate (requests per second) the fleet must absorb.
     throughput_rps : float
-        Requests per second one machine sustains *within the latency SLO* (measure it:
-        :func:`throughput_at_slo`).
+        Requests per second one machine sustains *within the latency SLO* (measure it under load).
     utilisation : float in (0, 1]
         The share of that throughput you plan to use at peak; the rest is headroom for bursts,
         slow requests and a machine failing.
@@ -451,320 +450,83 @@ def machines_needed(peak_rps: float | np.ndarray, throughput_rps: float, utilisa
     return int(n) if n.ndim == 0 else n
 
 
-def throughput_at_slo(capacity: pd.DataFrame, slo_p95_s: float, throughput: str = "throughput_rps",
-                      latency: str = "p95_s") -> float:
-    """The highest measured throughput whose p95 latency meets the SLO.
+# =============================================================================================
+# The what-if calculator of lab 1: the learner's own functions over the learner's measured numbers
+# =============================================================================================
+def what_if(monthly_volume: float, staff_usd_per_year: float, api_usd_per_1k: float, machine_usd_per_hour: float,
+            *, requests_per_machine_day: float, min_machines: int, self_host_day: Callable[..., Mapping[str, Any]],
+            break_even: Callable[..., float], days_per_month: float = 30.0) -> pd.DataFrame:
+    """One state of the "where does the trade-off flip" calculator: the API and self-hosting at one month.
+
+    The callback of :func:`tradeoffs.whatif.calculator` in lab 1. It holds no cost model of its own:
+    the daily bill of self-hosting and the break-even volume come from the two functions passed in
+    (in the lab, the learner's ``self_host_day`` and ``break_even``), fed with the slider values and the
+    learner's measured capacity of one machine.
 
     Parameters
     ----------
-    capacity : DataFrame
-        One row per load level (e.g. concurrency) with a throughput and a p95 latency column.
-    slo_p95_s : float
-        The latency objective, seconds.
-
-    Raises
-    ------
-    ValueError
-        When no load level meets the SLO (a single machine cannot serve it: shorten the replies or
-        get faster hardware).
-
-    Examples
-    --------
-    >>> cap = pd.DataFrame({"throughput_rps": [1.0, 1.8, 2.5], "p95_s": [0.5, 0.9, 2.0]})
-    >>> throughput_at_slo(cap, slo_p95_s=1.0)
-    1.8
-    """
-    for col in (throughput, latency):
-        if col not in capacity.columns:
-            raise ValueError(f"capacity needs a {col!r} column; it has {list(capacity.columns)}")
-    if not slo_p95_s > 0:
-        raise ValueError(f"slo_p95_s must be > 0, got {slo_p95_s!r}")
-    ok = capacity[capacity[latency] <= slo_p95_s]
-    if ok.empty:
-        best = float(capacity[latency].min()) if len(capacity) else float("nan")
-        raise ValueError(f"no load level meets p95 <= {slo_p95_s} s (the best measured p95 is {best:.3g} s): "
-                         "one machine cannot serve this SLO; relax it, shorten max_tokens or use faster hardware")
-    return float(ok[throughput].max())
-
-
-@dataclass(frozen=True)
-class SelfHosting:
-    """The daily cost of serving a model yourself, as a function of daily request volume.
-
-    A fixed fleet sized for the peak runs around the clock (no autoscaling): ``machines(volume)``
-    machines, each costing its rent plus electricity, plus the people who run the service.
-
-    Parameters
-    ----------
-    hardware : Hardware
-        The machine type (:func:`cpu_vm`, :data:`GPU_L4_VM` or your own).
-    throughput_rps : float
-        Requests per second one machine sustains within the latency SLO — *measured* on the kit's
-        server (:func:`throughput_at_slo`).
-    utilisation : float
-        Planned peak utilisation of that throughput (default 0.6: 40% headroom).
-    peak_to_mean : float
-        Peak request rate over the day's mean rate (measure it on your traffic; the kit's trace:
-        :func:`peak_to_mean`).
+    monthly_volume : float
+        Requests per month (spread evenly over ``days_per_month`` days).
+    staff_usd_per_year : float
+        What the people who run the self-hosted service cost per year, fully loaded.
+    api_usd_per_1k : float
+        What the API charges for 1,000 requests of your mix.
+    machine_usd_per_hour : float
+        Rent of one serving machine (a GPU VM, or the CPU VM you measured).
+    requests_per_machine_day : float
+        Daily volume one machine takes (from your measured throughput, utilisation and peak).
     min_machines : int
-        Never fewer machines than this (2 survives one failure).
-    staff_fte : float
-        Engineer-years spent running the service (on-call, upgrades, model and security updates,
-        capacity planning). An assumption you must make explicit; 0.5 by default.
-    fte_usd_per_year : float
-        Fully loaded cost of one engineer-year (:data:`FTE_USD_PER_YEAR`, from BLS).
-    electricity_usd_per_kwh : float
-        :data:`ELECTRICITY_USD_PER_KWH` (EIA); matters only for hardware you own.
+        Fleet floor.
+    self_host_day : callable
+        ``self_host_day(volume, machine_usd_per_day, requests_per_machine_day, staff_usd_per_day, min_machines)``
+        returning a mapping with ``machines``, ``total_usd`` and ``staff_share``.
+    break_even : callable
+        ``break_even(api_usd_per_request, machine_usd_per_day, requests_per_machine_day, staff_usd_per_day,
+        min_machines)`` returning a daily volume (``inf`` when there is none).
+    days_per_month : float
+        Days in the month (default 30).
+
+    Returns
+    -------
+    DataFrame
+        One ``value`` column, one row per quantity (monthly costs, machines, staff share, break-even).
 
     Examples
     --------
-    >>> host = SelfHosting(cpu_vm(2), throughput_rps=5.0, utilisation=0.5, peak_to_mean=3.0,
-    ...                    min_machines=2, staff_fte=0.5, fte_usd_per_year=182_500.0)
-    >>> int(host.machines(1_000_000))     # peak 34.7 req/s over 2.5 req/s per machine
-    14
-    >>> round(float(host.cost_per_day(1_000_000)), 2)   # 14 x 24 h x $0.08925 + 0.5 x $500/day
-    279.99
-    >>> round(float(host.staff_share(1_000_000)), 3)
-    0.893
+    >>> import math
+    >>> def day(volume, machine, per_machine, staff, floor):   # a toy stand-in for the learner's function
+    ...     m = max(floor, math.ceil(volume / per_machine))
+    ...     return {"machines": m, "total_usd": m * machine + staff, "staff_share": staff / (m * machine + staff)}
+    >>> out = what_if(3_000_000, 36_500.0, 1.0, 1.0, requests_per_machine_day=50_000, min_machines=2,
+    ...               self_host_day=day, break_even=lambda *args: 123_000.0)
+    >>> out                # API: 3,000 x $1; self-hosting: 30 days x (2 machines x $24 + $100 of staff)
+                                   value
+    requests/month               3000000
+    API, US$/month                3000.0
+    self-hosting, US$/month       4440.0
+    self-hosting machines              2
+    staff share of self-hosting    0.676
+    break-even, requests/month   3690000
     """
-
-    hardware: Hardware
-    throughput_rps: float
-    utilisation: float = 0.6
-    peak_to_mean: float = 3.0
-    min_machines: int = 2
-    staff_fte: float = 0.5
-    fte_usd_per_year: float = FTE_USD_PER_YEAR
-    electricity_usd_per_kwh: float = ELECTRICITY_USD_PER_KWH
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.hardware, Hardware):
-            raise TypeError(f"hardware must be a Hardware (e.g. cpu_vm(2)), got {type(self.hardware).__name__}")
-        checks = {
-            "throughput_rps": self.throughput_rps > 0,
-            "utilisation": 0 < self.utilisation <= 1,
-            "peak_to_mean": self.peak_to_mean >= 1,
-            "staff_fte": self.staff_fte >= 0,
-            "fte_usd_per_year": self.fte_usd_per_year >= 0,
-            "electricity_usd_per_kwh": self.electricity_usd_per_kwh >= 0,
-        }
-        for name, ok in checks.items():
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value) or not ok:
-                raise ValueError(f"SelfHosting.{name} = {value!r} is out of range (throughput_rps > 0, "
-                                 "0 < utilisation <= 1, peak_to_mean >= 1, costs and staff >= 0)")
-        if isinstance(self.min_machines, bool) or int(self.min_machines) != self.min_machines or self.min_machines < 1:
-            raise ValueError(f"SelfHosting.min_machines must be a whole number >= 1, got {self.min_machines!r}")
-
-    # ---- building blocks ----------------------------------------------------------------
-    @property
-    def requests_per_machine_day(self) -> float:
-        """Daily volume one machine can take, given the peak-to-mean ratio and the utilisation."""
-        return self.throughput_rps * self.utilisation * SECONDS_PER_DAY / self.peak_to_mean
-
-    @property
-    def machine_usd_per_day(self) -> float:
-        return self.hardware.usd_per_day(self.electricity_usd_per_kwh)
-
-    @property
-    def staff_usd_per_day(self) -> float:
-        return self.staff_fte * self.fte_usd_per_year / DAYS_PER_YEAR
-
-    def peak_rps(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        return _volume(daily_requests) * self.peak_to_mean / SECONDS_PER_DAY
-
-    def machines(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        """Machines needed at peak for each daily volume."""
-        return np.asarray(machines_needed(self.peak_rps(daily_requests), self.throughput_rps, self.utilisation,
-                                          self.min_machines))
-
-    # ---- costs ---------------------------------------------------------------------------
-    def hardware_cost_per_day(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        """Rent of the fleet (no electricity), US dollars per day."""
-        return self.machines(daily_requests) * self.hardware.usd_per_hour * 24.0
-
-    def electricity_cost_per_day(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        return self.machines(daily_requests) * self.hardware.electricity_usd_per_day(self.electricity_usd_per_kwh)
-
-    def cost_per_day(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        """Total self-hosting cost, US dollars per day: machines + electricity + staff."""
-        return self.machines(daily_requests) * self.machine_usd_per_day + self.staff_usd_per_day
-
-    def cost_per_1k(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        """US dollars per 1,000 requests at that daily volume (falls with volume: the fixed costs spread)."""
-        v = _volume(daily_requests)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(v > 0, 1000.0 * self.cost_per_day(v) / np.where(v > 0, v, 1), np.inf)
-
-    def staff_share(self, daily_requests: float | np.ndarray) -> np.ndarray:
-        """Share of the daily self-hosting cost that is staff (the article: 70-80%)."""
-        total = self.cost_per_day(daily_requests)
-        return np.where(total > 0, self.staff_usd_per_day / np.where(total > 0, total, 1), 0.0)
-
-    def breakdown(self, daily_requests: float | Sequence[float]) -> pd.DataFrame:
-        """One row per daily volume: machines, each cost line, total, per 1k requests, staff share.
-
-        Examples
-        --------
-        >>> SelfHosting(cpu_vm(2), throughput_rps=5.0).breakdown([1e3, 1e6]).columns.tolist()[:4]
-        ['machines', 'hardware_usd', 'electricity_usd', 'staff_usd']
-        """
-        v = np.atleast_1d(_volume(daily_requests))
-        frame = pd.DataFrame({
-            "machines": self.machines(v),
-            "hardware_usd": self.hardware_cost_per_day(v),
-            "electricity_usd": self.electricity_cost_per_day(v),
-            "staff_usd": np.full(v.shape, self.staff_usd_per_day),
-        }, index=pd.Index(v, name="daily_requests"))
-        frame["total_usd"] = frame["hardware_usd"] + frame["electricity_usd"] + frame["staff_usd"]
-        frame["usd_per_1k"] = self.cost_per_1k(v)
-        frame["staff_share"] = self.staff_share(v)
-        return frame
-
-    def with_(self, **changes: Any) -> "SelfHosting":
-        """A copy with some parameters changed (for sensitivity analyses)."""
-        return replace(self, **changes)
-
-
-def _volume(daily_requests: float | np.ndarray) -> np.ndarray:
-    v = np.asarray(daily_requests, dtype=float)
-    if np.any(~np.isfinite(v)) or np.any(v < 0):
-        raise ValueError("daily_requests must be finite and >= 0")
-    return v
-
-
-# =============================================================================================
-# Break-even
-# =============================================================================================
-def break_even_volume(api_usd_per_request: float, selfhost: SelfHosting, max_volume: float = 1e12) -> float:
-    """The smallest daily volume at which self-hosting costs no more than the API.
-
-    The API costs ``api_usd_per_request * V`` per day. Self-hosting costs
-    ``m(V) * machine_usd_per_day + staff_usd_per_day`` with ``m(V)`` machines, a step function of the
-    volume. The answer is exact (no grid): for each fleet size ``m``, the volumes it can serve are
-    ``(V_{m-1}, V_m]`` with ``V_m = m * requests_per_machine_day``, and the API catches up with its
-    constant cost ``C_m`` at ``C_m / api_usd_per_request``.
-
-    Returns ``inf`` when the API stays cheaper up to ``max_volume`` (e.g. its price per request is
-    below the marginal machine cost per request).
-
-    Examples
-    --------
-    >>> host = SelfHosting(cpu_vm(2), throughput_rps=5.0, utilisation=0.5, peak_to_mean=3.0,
-    ...                    min_machines=2, staff_fte=0.5, fte_usd_per_year=182_500.0)
-    >>> round(break_even_volume(4e-5, host))   # GPT-4o-mini-like price per request: 339 machines
-    24403450
-    >>> round(break_even_volume(1e-4, host))   # 2.5x dearer API: 50 machines
-    3571000
-    >>> break_even_volume(1e-7, host)          # cheaper than a machine's marginal cost: never
-    inf
-    """
-    a = float(api_usd_per_request)
-    if not math.isfinite(a) or a < 0:
-        raise ValueError(f"api_usd_per_request must be a finite number >= 0, got {api_usd_per_request!r}")
-    if not isinstance(selfhost, SelfHosting):
-        raise TypeError(f"selfhost must be a SelfHosting, got {type(selfhost).__name__}")
-    if a == 0:
-        return math.inf
-    per_machine = selfhost.requests_per_machine_day
-    machine_day = selfhost.machine_usd_per_day
-    staff = selfhost.staff_usd_per_day
-    m0 = int(selfhost.min_machines)
-
-    def crossing(m: int, lower: float) -> float | None:
-        upper = m * per_machine
-        at = max(lower, (m * machine_day + staff) / a)
-        return at if at <= upper * (1 + 1e-12) else None
-
-    # fleet of the minimum size: volumes [0, V_m0]
-    hit = crossing(m0, 0.0)
-    if hit is not None:
-        return min(hit, max_volume) if hit <= max_volume else math.inf
-    # Beyond it, the API gains a * per_machine per extra machine while self-hosting adds machine_day:
-    # if the API's marginal cost does not exceed a machine's, the gap never closes.
-    if a * per_machine <= machine_day:
-        return math.inf
-    # Jump to the first fleet size whose upper volume could reach the crossing, then walk.
-    m_first = max(m0 + 1, math.floor((staff / (a * per_machine - machine_day))) - 1)
-    m = m_first
-    while True:
-        lower = (m - 1) * per_machine
-        if lower > max_volume:
-            return math.inf
-        hit = crossing(m, lower)
-        if hit is not None:
-            return hit if hit <= max_volume else math.inf
-        m += 1
-
-
-def cost_curves(volumes: Sequence[float], api_usd_per_request: dict[str, float],
-                selfhost: dict[str, SelfHosting] | SelfHosting) -> pd.DataFrame:
-    """Daily cost of every option at every volume, long format (``volume, option, kind, usd_per_day``).
-
-    Examples
-    --------
-    >>> c = cost_curves([1e3, 1e6], {"api": 1e-4}, SelfHosting(cpu_vm(2), throughput_rps=5.0))
-    >>> sorted(c["option"].unique())
-    ['api', 'self-hosted']
-    """
-    v = np.atleast_1d(_volume(volumes))
-    hosts = selfhost if isinstance(selfhost, dict) else {"self-hosted": selfhost}
-    rows = []
-    for name, per in api_usd_per_request.items():
-        rows.append(pd.DataFrame({"volume": v, "option": name, "kind": "api", "usd_per_day": v * float(per)}))
-    for name, host in hosts.items():
-        b = host.breakdown(v)
-        rows.append(pd.DataFrame({"volume": v, "option": name, "kind": "self-hosted",
-                                  "usd_per_day": b["total_usd"].to_numpy(), "machines": b["machines"].to_numpy(),
-                                  "staff_share": b["staff_share"].to_numpy()}))
-    out = pd.concat(rows, ignore_index=True)
-    out["usd_per_1k"] = np.where(out["volume"] > 0, 1000 * out["usd_per_day"] / out["volume"].where(out["volume"] > 0, 1),
-                                 np.inf)
-    return out
-
-
-def break_even_table(api_usd_per_request: dict[str, float], selfhost: SelfHosting) -> pd.DataFrame:
-    """Break-even daily volume of ``selfhost`` against each API option, with the staff share there.
-
-    Examples
-    --------
-    >>> t = break_even_table({"cheap": 1e-7, "dear": 1e-3}, SelfHosting(cpu_vm(2), throughput_rps=5.0))
-    >>> bool(np.isinf(t.loc["cheap", "break_even_requests_per_day"]))
-    True
-    """
-    rows = []
-    for name, per in api_usd_per_request.items():
-        v = break_even_volume(per, selfhost)
-        finite = math.isfinite(v)
-        rows.append({
-            "option": name, "api_usd_per_1k": 1000 * per, "break_even_requests_per_day": v,
-            "machines_there": int(selfhost.machines(v)) if finite else np.nan,
-            "self_host_usd_per_day_there": float(selfhost.cost_per_day(v)) if finite else np.nan,
-            "staff_share_there": float(selfhost.staff_share(v)) if finite else np.nan,
-        })
-    return pd.DataFrame(rows).set_index("option")
-
-
-def sensitivity(api_usd_per_request: float, selfhost: SelfHosting, **grids: Sequence[float]) -> pd.DataFrame:
-    """Break-even volume over a grid of changed self-hosting parameters (all combinations).
-
-    Examples
-    --------
-    >>> s = sensitivity(1e-4, SelfHosting(cpu_vm(2), throughput_rps=5.0), staff_fte=[0.25, 1.0],
-    ...                 utilisation=[0.3, 0.6])
-    >>> len(s), bool((s.groupby("utilisation")["break_even_requests_per_day"].apply(lambda x: x.is_monotonic_increasing)).all())
-    (4, True)
-    """
-    if not grids:
-        raise ValueError("pass at least one parameter grid, e.g. staff_fte=[0.25, 0.5, 1.0]")
-    names = list(grids)
-    for name in names:
-        if name not in SelfHosting.__dataclass_fields__ or name == "hardware":
-            raise ValueError(f"{name!r} is not a numeric SelfHosting parameter; choose from "
-                             f"{[n for n in SelfHosting.__dataclass_fields__ if n != 'hardware']}")
-    rows = []
-    for values in np.array(np.meshgrid(*[np.asarray(grids[n], dtype=float) for n in names], indexing="ij")).reshape(len(names), -1).T:
-        changes = {n: (int(x) if n == "min_machines" else float(x)) for n, x in zip(names, values)}
-        host = selfhost.with_(**changes)
-        rows.append({**changes, "break_even_requests_per_day": break_even_volume(api_usd_per_request, host)})
-    return pd.DataFrame(rows)
+    for name, value in (("monthly_volume", monthly_volume), ("staff_usd_per_year", staff_usd_per_year),
+                        ("api_usd_per_1k", api_usd_per_1k), ("machine_usd_per_hour", machine_usd_per_hour)):
+        if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not days_per_month > 0:
+        raise ValueError(f"days_per_month must be > 0, got {days_per_month!r}")
+    daily = float(monthly_volume) / days_per_month
+    machine_day = float(machine_usd_per_hour) * 24.0
+    staff_day = float(staff_usd_per_year) / DAYS_PER_YEAR
+    api_per_request = float(api_usd_per_1k) / 1000.0
+    host = self_host_day(daily, machine_day, requests_per_machine_day, staff_day, min_machines)
+    be_daily = float(break_even(api_per_request, machine_day, requests_per_machine_day, staff_day, min_machines))
+    be_month = be_daily * days_per_month
+    rows = {  # rounded for reading; an object column keeps pandas from printing them in scientific notation
+        "requests/month": int(round(float(monthly_volume))),
+        "API, US$/month": round(api_per_request * float(monthly_volume), 2),
+        "self-hosting, US$/month": round(float(host["total_usd"]) * days_per_month, 2),
+        "self-hosting machines": int(host["machines"]),
+        "staff share of self-hosting": round(float(host["staff_share"]), 3),
+        "break-even, requests/month": int(round(be_month)) if math.isfinite(be_month) else math.inf,
+    }
+    return pd.DataFrame({"value": pd.Series(rows, dtype=object)})

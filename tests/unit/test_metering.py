@@ -463,7 +463,7 @@ def test_async_streaming(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# Attribution queries on constructed ledgers
+# Queries on constructed ledgers (cost attribution itself is lab 1's graded work)
 # --------------------------------------------------------------------------------------------
 @pytest.fixture()
 def rows():
@@ -483,32 +483,6 @@ def rows():
     return df
 
 
-def test_cost_by_tenant_feature(rows):
-    t = mt.cost_by_tenant_feature(rows)
-    assert list(t.index) == ["c", "a", "b"]
-    assert t.loc["a", "summarise"] == 4.0 and t.loc["a", "draft_reply"] == 10.0 and t.loc["b", "summarise"] == 0.0
-    assert t.loc["a", "total"] == 14.0 and t["total"].sum() == pytest.approx(rows["cost_usd"].sum())
-
-
-def test_cost_by_tenant_feature_from_a_ledger(tmp_path, rows):
-    ledger = mt.Ledger(tmp_path / "l.db")
-    for r in rows.drop(columns=["ts", "ttft_s"]).to_dict("records"):
-        ledger.record(dict(r, model="m", endpoint="http://x/v1", error="boom" if r["status"] == "error" else None,
-                           input_tokens=int(r["input_tokens"]), output_tokens=int(r["output_tokens"]),
-                           attempt=int(r["attempt"])))
-    pd.testing.assert_frame_equal(mt.cost_by_tenant_feature(ledger), mt.cost_by_tenant_feature(rows))
-
-
-def test_top_templates(rows):
-    t = mt.top_templates(rows, n=3)
-    assert list(t.index) == ["draft_reply/v2", "draft_reply/v1", "summarise/v1"]
-    assert t.loc["summarise/v1", "calls"] == 2 and t.loc["summarise/v1", "mean_input_tokens"] == 200
-    assert t.loc["draft_reply/v2", "share"] == pytest.approx(20 / 35)
-    assert t.loc["draft_reply/v1", "usd_per_call"] == 10.0
-    with pytest.raises(ValueError):
-        mt.top_templates(rows, n=0)
-
-
 def test_latency_by_feature(rows):
     t = mt.latency_by_feature(rows, q=0.95)
     assert t.loc["classify", "calls"] == 2 and t.loc["classify", "error_rate"] == 0.5
@@ -519,19 +493,6 @@ def test_latency_by_feature(rows):
     assert t.index[0] == "draft_reply"  # slowest first
     with pytest.raises(ValueError):
         mt.latency_by_feature(rows, q=95)
-
-
-def test_cost_drivers(rows):
-    d = mt.cost_drivers(rows)
-    assert d.loc[("b", "classify"), "retries"] == 1 and d.loc[("b", "classify"), "errors"] == 1
-    assert d.loc[("a", "draft_reply"), "mean_output_tokens"] == 200
-    assert d["share"].sum() == pytest.approx(1.0)
-    by_tenant = mt.cost_drivers(rows, by="tenant")
-    assert by_tenant.index.tolist() == ["c", "a", "b"]
-    with pytest.raises(ValueError, match="lack the column"):
-        mt.cost_drivers(rows.drop(columns=["cost_usd"]))
-    with pytest.raises(TypeError):
-        mt.cost_drivers(rows.to_dict())
 
 
 def test_budget_burndown_projects_and_alerts():
