@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -97,6 +98,15 @@ class LedgerRecordError(ValueError):
 
 class LedgerError(RuntimeError):
     """The ledger file cannot be opened or written."""
+
+
+def _busy(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "busy" errors: another connection holds a lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 # =============================================================================================
@@ -280,47 +290,83 @@ class Ledger:
                                        check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            except sqlite3.DatabaseError as exc:
-                raise LedgerError(f"{self.path} is not a usable SQLite ledger ({exc}). Fix: pass another path, "
-                                  "or move the damaged file away") from exc
             except sqlite3.Error as exc:
-                raise LedgerError(f"cannot open the ledger {self.path}: {exc}. Fix: check the path and its "
-                                  "permissions, or pass another path") from exc
+                raise self._open_error(exc) from exc
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
         return conn
 
+    def _open_error(self, exc: sqlite3.Error) -> LedgerError:
+        """Say what went wrong, in words that match the cause: a lock held too long is not damage."""
+        if _busy(exc):
+            return LedgerError(f"could not open the ledger {self.path} within {self.timeout:g} s: another "
+                               f"process kept it locked ({exc}). Fix: wait for that process, or raise "
+                               "Ledger(timeout=...)")
+        if isinstance(exc, sqlite3.OperationalError):  # cannot open the file, disk I/O, read-only...
+            return LedgerError(f"cannot open the ledger {self.path}: {exc}. Fix: check the path and its "
+                               "permissions, or pass another path")
+        if isinstance(exc, sqlite3.DatabaseError):  # not a database, malformed: the file itself is bad
+            return LedgerError(f"{self.path} is not a usable SQLite ledger ({exc}). Fix: pass another path, "
+                               "or move the damaged file away")
+        return LedgerError(f"cannot open the ledger {self.path}: {exc}. Fix: check the path and its "
+                           "permissions, or pass another path")
+
     def _init_schema(self) -> None:
-        conn = self._conn()
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise LedgerError(f"{self.path} could not switch to WAL mode (got {mode!r}); "
-                                  "use a local disk, not a network share")
-            columns = ",\n  ".join(f"{name} {sql}" for name, (sql, _) in COLUMNS.items())
-            conn.execute("BEGIN IMMEDIATE")
+        """Create (or check) the table, retrying while other processes hold the file.
+
+        Several processes creating the same new file at once race for the lock that switches it to
+        WAL mode; SQLite answers some of them "database is locked" at once, without waiting the busy
+        timeout (it would risk a deadlock). Those attempts are retried with a growing pause until
+        ``timeout`` seconds have passed.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.002
+        while True:
             try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                conn.execute(f"CREATE TABLE IF NOT EXISTS calls (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  {columns}\n)")
-                have = [r[1] for r in conn.execute("PRAGMA table_info(calls)")]
-                if have[1:] != list(COLUMNS):
-                    raise LedgerError(f"{self.path} holds a 'calls' table with other columns ({have}); "
-                                      "it is not a tradeoffs ledger. Fix: pass another path")
-                conn.execute("CREATE INDEX IF NOT EXISTS calls_tenant_feature ON calls (tenant, feature)")
-                conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts)")
-                if version == 0:
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif version != SCHEMA_VERSION:
-                    raise LedgerError(f"{self.path} has ledger schema {version}; this kit writes schema "
-                                      f"{SCHEMA_VERSION}. Fix: start a new ledger file")
-                conn.execute("COMMIT")
-            except BaseException:
+                self._init_schema_once()
+                return
+            except sqlite3.Error as exc:
+                conn = getattr(self._local, "conn", None)
+                if conn is not None and conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if not _busy(exc) or time.monotonic() + pause > deadline:
+                    raise self._open_error(exc) from exc
+            time.sleep(pause * (0.5 + random.random()))  # jitter: the racers do not retry in step
+            pause = min(2 * pause, 0.1)
+
+    def _init_schema_once(self) -> None:
+        conn = self._conn()
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"{self.path} could not switch to WAL mode (got {mode!r}); "
+                              "use a local disk, not a network share")
+        columns = ",\n  ".join(f"{name} {sql}" for name, (sql, _) in COLUMNS.items())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"CREATE TABLE IF NOT EXISTS calls (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  {columns}\n)")
+            have = [r[1] for r in conn.execute("PRAGMA table_info(calls)")]
+            if have[1:] != list(COLUMNS):
+                raise LedgerError(f"{self.path} holds a 'calls' table with other columns ({have}); "
+                                  "it is not a tradeoffs ledger. Fix: pass another path")
+            conn.execute("CREATE INDEX IF NOT EXISTS calls_tenant_feature ON calls (tenant, feature)")
+            conn.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts)")
+            if version == 0:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise LedgerError(f"{self.path} has ledger schema {version}; this kit writes schema "
+                                  f"{SCHEMA_VERSION}. Fix: start a new ledger file")
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
                 conn.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{self.path} is not a usable SQLite ledger ({exc}). Fix: pass another path, "
-                              "or move the damaged file away") from exc
+            except sqlite3.Error:
+                pass
+            raise
 
     # ---- writing ------------------------------------------------------------------------
     def record(self, record: Mapping[str, Any]) -> int:
@@ -923,7 +969,9 @@ def latency_by_feature(source: Ledger | pd.DataFrame, q: float = 0.95) -> pd.Dat
             f"{pct}_s": float(ok["latency_s"].quantile(q)) if len(ok) else np.nan,
             f"ttft_{pct}_s": float(ttft.astype(float).quantile(q)) if len(ttft) else np.nan,
         }
-    out = pd.DataFrame.from_dict(rows, orient="index")
+    columns = ["calls", "errors", "error_rate", "p50_s", f"{pct}_s", f"ttft_{pct}_s"]
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=columns) if rows else pd.DataFrame(columns=columns)
+    out = out.astype({c: (int if c in ("calls", "errors") else float) for c in columns})
     out.index.name = "feature"
     return out.sort_values(f"{pct}_s", ascending=False, kind="stable")
 
