@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from serve_helpers import wait_until
 from tradeoffs.serve import LocalServer, ServerStartError, free_port
 from tradeoffs.serve.app import available_cores, default_threads
 from tradeoffs.serve.engine import GenRequest, SamplingParams, TextStream, estimate_cache_bytes, sample_token
@@ -150,3 +151,103 @@ def test_server_threads_follow_omp_num_threads(monkeypatch, value, expected):
 def test_chat_only_server_command():
     assert "--no-embedder" in LocalServer(embedder=False).command()
     assert "--no-embedder" not in LocalServer().command()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stopping: drain (queued requests fail at once), abort (the running ones, when the grace ends)
+# ---------------------------------------------------------------------------------------------
+class NeverEndingEngine:
+    """Stands in for BatchEngine: ``max_batch_size`` slots, each step takes 10 ms, nobody finishes."""
+
+    def __init__(self, max_batch_size: int = 2) -> None:
+        self.max_batch_size = max_batch_size
+        self.running: list = []
+        self.stats = {"steps": 0, "step_tokens": 0, "prefix_tokens_reused": 0}
+        self.max_step_tokens, self.prefix_cache = 64, False
+
+    batch_size = property(lambda self: len(self.running))
+    free_slots = property(lambda self: self.max_batch_size - len(self.running))
+
+    def admit(self, requests):
+        self.running += list(requests)
+
+    def step(self):
+        time.sleep(0.01)
+        return [], []
+
+    def release(self, requests):
+        self.running = [r for r in self.running if all(r is not q for q in requests)]
+
+    def cancel_all(self):
+        dropped, self.running = self.running, []
+        return dropped
+
+
+def _outcome(ticket, timeout: float = 5.0):
+    import asyncio
+
+    async def first_final_event():
+        while True:
+            kind, payload = await ticket.events.get()
+            if kind in ("done", "error"):
+                return kind, payload
+
+    return ticket.loop.run_until_complete(asyncio.wait_for(first_final_event(), timeout))
+
+
+def test_drain_fails_queued_requests_at_once_and_abort_ends_the_running_ones():
+    import asyncio
+
+    from tradeoffs.serve.scheduler import Scheduler, ShuttingDown
+
+    loop = asyncio.new_event_loop()
+    sched = Scheduler(NeverEndingEngine(2), max_wait_ms=0, max_queue=8)
+    sched.start()
+    try:
+        def request():
+            return GenRequest(prompt_ids=[1, 2, 3], params=SamplingParams(max_tokens=10))
+
+        running = [sched.submit(request(), loop) for _ in range(2)]
+        assert wait_until(lambda: sched.running == 2)
+        queued = [sched.submit(request(), loop) for _ in range(3)]
+        assert sched.queue_depth == 3 and sched.in_flight == 5
+
+        assert sched.drain() == 3
+        for t in queued:
+            kind, exc = _outcome(t, timeout=1.0)
+            assert kind == "error" and isinstance(exc, ShuttingDown) and exc.retry_after >= 1
+        with pytest.raises(ShuttingDown, match="takes no new requests"):
+            sched.submit(request(), loop)
+        time.sleep(0.1)
+        assert all(t.events.empty() for t in running) and sched.running == 2  # still decoding
+
+        assert sched.abort("the 3 s grace period ended") == 2
+        for t in running:
+            kind, exc = _outcome(t, timeout=1.0)
+            assert kind == "error" and "grace period ended" in str(exc)
+        assert wait_until(lambda: not sched.alive, timeout=5)
+        assert not running[0]._post(("done", running[0].request))  # one final event per ticket
+    finally:
+        sched.stop(timeout=5)
+        loop.close()
+
+
+def test_shutting_down_is_a_retryable_openai_shaped_503():
+    from tradeoffs.serve.app import _engine_error
+    from tradeoffs.serve.scheduler import ShuttingDown
+
+    err = _engine_error(ShuttingDown("the server is shutting down and did not start this request", 1))
+    assert err.status == 503 and err.headers == {"Retry-After": "1"}
+    assert set(err.body()["error"]) == {"message", "type", "param", "code"}
+    assert err.body()["error"]["code"] == "server_shutting_down"
+    assert err.message.startswith("The server is shutting down")
+
+
+def test_grace_period_must_not_be_negative():
+    import uvicorn
+
+    from tradeoffs.serve.shutdown import GRACE_PERIOD_S, GracefulServer
+
+    assert GRACE_PERIOD_S == 10.0
+    with pytest.raises(ValueError, match="grace_period"):
+        GracefulServer(uvicorn.Config(app=None), scheduler=None, grace_period=-1)

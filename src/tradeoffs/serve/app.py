@@ -23,6 +23,12 @@ carries ``finish_reason``.
 Every error has OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, and a status
 that says whose fault it was: 400 bad request, 404 unknown model or route, 413 body too large,
 429 queue full (with ``Retry-After``), 500/503 server side. A bad request never stops the server.
+
+Stopping (SIGTERM or Ctrl-C) is bounded by a grace period (``--grace-period``, default
+:data:`~tradeoffs.serve.local.GRACE_PERIOD_S` seconds; see :mod:`.shutdown`): new connections are
+refused, queued requests get a retryable 503 with ``Retry-After`` at once, running ones may finish
+within the grace period and then get the same 503 (a stream: an error event, then the end); a
+second signal ends it at once.
 """
 
 from __future__ import annotations
@@ -45,8 +51,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, models
 from .engine import BatchEngine, GenRequest, SamplingParams
+from .local import GRACE_PERIOD_S
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .scheduler import EngineStopped, QueueFull, Scheduler
+from .scheduler import EngineStopped, QueueFull, Scheduler, ShuttingDown
 
 __all__ = ["create_app", "APIError", "DEFAULTS"]
 
@@ -264,7 +271,8 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
         try:
             yield
         finally:
-            scheduler.stop()
+            # the engine thread finishes its current step if it can (a graceful stop already waited)
+            scheduler.stop(timeout=0.0 if scheduler.draining else 2.0)
 
     app = FastAPI(title="tradeoffs local OpenAI-compatible server", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
@@ -292,8 +300,9 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
 
     @app.get("/health")
     async def health():
-        ok = scheduler.alive
-        body = {"status": "ok" if ok else "engine stopped", "model": state.chat_id,
+        ok = scheduler.alive and not scheduler.draining
+        status = "ok" if ok else "shutting down" if scheduler.draining else "engine stopped"
+        body = {"status": status, "model": state.chat_id,
                 "embedder": state.embed_id, "max_batch_size": scheduler.max_batch_size,
                 "max_wait_ms": scheduler.max_wait * 1000, "max_queue": scheduler.max_queue,
                 "max_step_tokens": scheduler.engine.max_step_tokens, "prefix_cache": scheduler.engine.prefix_cache,
@@ -348,7 +357,10 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
         t0 = time.perf_counter()
         with _admission_errors():
             fut = scheduler.run_job(lambda: embedder.encode(texts, batch_size=32), asyncio.get_running_loop())
-        vectors = await fut
+        try:
+            vectors = await fut
+        except EngineStopped as exc:
+            raise _engine_error(exc) from None
         metrics.embed_batch.observe(len(texts))
         metrics.latency_seconds.labels("embeddings").observe(time.perf_counter() - t0)
         n_tokens = sum(embedder.count_tokens(texts))
@@ -395,7 +407,7 @@ def _admission_errors():
         raise APIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
                        headers={"Retry-After": str(exc.retry_after)}) from None
     except EngineStopped as exc:
-        raise APIError(503, str(exc), type="server_error", code="engine_stopped") from None
+        raise _engine_error(exc) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -523,6 +535,10 @@ async def _final_event(ticket) -> GenRequest:
 
 
 def _engine_error(exc: Exception) -> APIError:
+    if isinstance(exc, ShuttingDown):  # retryable: nothing is wrong with the request
+        text = str(exc).rstrip(".")
+        return APIError(503, f"{text[:1].upper()}{text[1:]}.", type="server_error",
+                        code="server_shutting_down", headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, EngineStopped):
         return APIError(503, str(exc), type="server_error", code="engine_stopped")
     return APIError(500, f"Generation failed ({type(exc).__name__}: {exc}). The server is still running.",
@@ -656,15 +672,19 @@ def run_server(*, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int
                default_max_tokens: int = DEFAULTS["default_max_tokens"],
                max_step_tokens: int = DEFAULTS["max_step_tokens"], prefix_cache: bool = DEFAULTS["prefix_cache"],
                threads: int | None = None, device: str = "cpu", log_level: str = "info",
-               embedder: bool = True) -> None:
-    """Load the models and serve until interrupted (what ``tradeoffs serve`` runs).
+               embedder: bool = True, grace_period: float = GRACE_PERIOD_S) -> None:
+    """Load the models and serve until stopped (what ``tradeoffs serve`` runs).
 
     Sets torch's intra-op threads to ``threads`` (default: :func:`default_threads`). Run
     through ``tradeoffs serve``, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (set it before starting
     to override): on a CPU shared with other jobs, spinning OpenMP threads slow everything down.
+    SIGTERM or Ctrl-C stops it within ``grace_period`` seconds (and about one more); a second
+    signal at once (see :class:`~tradeoffs.serve.shutdown.GracefulServer`).
     """
     import torch
     import uvicorn
+
+    from .shutdown import GracefulServer
 
     torch.set_num_threads(int(threads or default_threads()))
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
@@ -676,4 +696,6 @@ def run_server(*, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int
     log.info("serving %s on http://%s:%d/v1 (max_batch_size=%d, max_wait_ms=%g, max_queue=%d, threads=%d)",
              app.state.tradeoffs.chat_id, host, port, max_batch_size, max_wait_ms, max_queue,
              torch.get_num_threads())
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=30)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_keep_alive=30)
+    GracefulServer(config, app.state.tradeoffs.scheduler, grace_period=grace_period).run()

@@ -20,7 +20,14 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["LocalServer", "ServerStartError", "free_port"]
+__all__ = ["LocalServer", "ServerStartError", "free_port", "GRACE_PERIOD_S"]
+
+#: Seconds a stopping server gives the requests it is running before it ends them with a retryable
+#: 503 (``tradeoffs serve --grace-period``, ``LocalServer(grace_period=...)``). Queued requests get
+#: the 503 at once. Ten seconds lets a typical short chat reply finish, and fits inside the 30 s
+#: Kubernetes waits by default before it kills a stopping pod
+#: (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination).
+GRACE_PERIOD_S = 10.0
 
 
 class ServerStartError(RuntimeError):
@@ -56,7 +63,8 @@ class LocalServer:
 
     Entering starts ``tradeoffs serve`` in a subprocess, waits until ``GET /health`` answers 200 and
     returns the ``base_url`` to give the ``openai`` client. Leaving (normally, on an exception or
-    on ``KeyboardInterrupt``) stops the process: SIGTERM, then SIGKILL after ``stop_timeout``. When
+    on ``KeyboardInterrupt``) stops the process: SIGTERM (the server's bounded graceful stop: see
+    :mod:`tradeoffs.serve.shutdown`), then SIGKILL if it is still there after ``stop_timeout``. When
     the server fails to start, :class:`ServerStartError` carries the end of its log.
 
     Parameters
@@ -70,6 +78,11 @@ class LocalServer:
         Torch threads in the server (default: ``$OMP_NUM_THREADS`` when set, else every core).
     startup_timeout : float
         Seconds to wait for ``/health``.
+    grace_period : float
+        Seconds the server gives its running requests when it is stopped (default
+        :data:`GRACE_PERIOD_S`); queued ones are refused at once with a retryable 503.
+    stop_timeout : float, optional
+        Seconds to wait after SIGTERM before SIGKILL (default: ``grace_period`` + 5).
     embedder : bool
         ``False``: chat only (``/v1/embeddings`` answers 404); the server starts seconds sooner.
     extra_args : sequence of str
@@ -98,13 +111,18 @@ class LocalServer:
 
     def __init__(self, *, max_batch_size: int = 16, max_wait_ms: float = 5.0, max_queue: int = 128,
                  port: int | None = None, host: str = "127.0.0.1", threads: int | None = None,
-                 startup_timeout: float = 180.0, stop_timeout: float = 10.0, embedder: bool = True,
+                 startup_timeout: float = 180.0, grace_period: float = GRACE_PERIOD_S,
+                 stop_timeout: float | None = None, embedder: bool = True,
                  extra_args: Sequence[str] = (), env: dict | None = None) -> None:
+        if not grace_period >= 0:
+            raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period!r}")
         self.options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_queue": max_queue}
         self.host, self.port = host, port
         self.threads = threads
         self.embedder = bool(embedder)
-        self.startup_timeout, self.stop_timeout = float(startup_timeout), float(stop_timeout)
+        self.grace_period = float(grace_period)
+        self.startup_timeout = float(startup_timeout)
+        self.stop_timeout = float(stop_timeout) if stop_timeout is not None else self.grace_period + 5.0
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.process: subprocess.Popen | None = None
@@ -127,7 +145,8 @@ class LocalServer:
         cmd = [sys.executable, "-m", "tradeoffs.cli", "serve", "--host", self.host, "--port", str(self.port),
                "--max-batch-size", str(self.options["max_batch_size"]),
                "--max-wait-ms", str(self.options["max_wait_ms"]),
-               "--max-queue", str(self.options["max_queue"]), "--log-level", "warning"]
+               "--max-queue", str(self.options["max_queue"]), "--grace-period", f"{self.grace_period:g}",
+               "--log-level", "warning"]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
         if not self.embedder:

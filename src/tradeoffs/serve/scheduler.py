@@ -14,6 +14,10 @@ rejecting requests. The two sides meet in :class:`Scheduler`:
   for a longer neighbour to finish.
 * :meth:`Ticket.cancel` (client disconnected) removes a waiting request at once, or frees a running
   request's batch row before the next decode step.
+* Stopping: :meth:`Scheduler.drain` refuses new requests and fails the waiting ones at once with
+  :class:`ShuttingDown` (HTTP 503 + ``Retry-After``) while the running ones go on;
+  :meth:`Scheduler.abort` then ends those still running with the same error (their grace period
+  is over); :meth:`Scheduler.stop` ends the engine thread.
 
 ``max_batch_size=1`` is the naive real-time server: one request at a time, start to finish.
 """
@@ -32,7 +36,7 @@ from typing import Any, Callable, Sequence
 from .engine import BatchEngine, GenRequest
 from .metrics import ServerMetrics
 
-__all__ = ["Scheduler", "Ticket", "QueueFull", "EngineStopped"]
+__all__ = ["Scheduler", "Ticket", "QueueFull", "EngineStopped", "ShuttingDown"]
 
 log = logging.getLogger("tradeoffs.serve")
 
@@ -51,6 +55,18 @@ class QueueFull(RuntimeError):
 
 class EngineStopped(RuntimeError):
     """The scheduler was stopped before the request finished."""
+
+
+class ShuttingDown(EngineStopped):
+    """The server is stopping: this request was refused or ended early; retrying it elsewhere, or
+    once the server is back, is safe (HTTP 503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_POST_LOCK = threading.Lock()  # a ticket's final event is posted once, whoever posts first wins
 
 
 @dataclass(eq=False)
@@ -79,12 +95,43 @@ class Ticket:
         if self._scheduler is not None and not self.closed and not self.request.cancelled:
             self._scheduler.cancel(self)
 
-    def _post(self, event: tuple) -> None:
-        if event[0] in ("done", "error"):
-            self.closed = True
+    def _post(self, event: tuple) -> bool:
+        """Deliver an event to the handler; after the final one (done or error) nothing more is
+        delivered. Returns whether it was delivered."""
+        with _POST_LOCK:
+            if self.closed:
+                return False
+            if event[0] in ("done", "error"):
+                self.closed = True
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the event loop is closed: nobody is listening any more
+            pass
+        return True
+
+
+class _Job:
+    """A function to run on the engine thread, with the asyncio future its handler awaits."""
+
+    def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn, self.loop = fn, loop
+        self.future: asyncio.Future = loop.create_future()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except BaseException as exc:  # delivered to the awaiting handler
+            self._settle(_set_exception, exc)
+        else:
+            self._settle(_set_result, result)
+
+    def fail(self, exc: BaseException) -> None:
+        self._settle(_set_exception, exc)
+
+    def _settle(self, how: Callable, value: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(how, self.future, value)
+        except RuntimeError:  # the event loop is closed
             pass
 
 
@@ -127,10 +174,13 @@ class Scheduler:
         self.model_id = model_id
         self._waiting: collections.deque[Ticket] = collections.deque()
         self._tickets: dict[int, Ticket] = {}  # id(GenRequest) -> Ticket, for running requests
-        self._jobs: collections.deque[Callable[[], None]] = collections.deque()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._current_job: _Job | None = None
         self._cancelled: list[Ticket] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._draining = False
+        self._stop_error: EngineStopped | None = None
         self._thread: threading.Thread | None = None
         self._latency_ewma = 1.0
 
@@ -139,27 +189,80 @@ class Scheduler:
         """Start the engine thread (idempotent)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stopping = False
+        self._stopping = self._draining = False
+        self._stop_error = None
         self._thread = threading.Thread(target=self._run, name="tradeoffs-engine", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the engine thread; requests still waiting or running get an ``EngineStopped`` error."""
+    def drain(self, retry_after: int = 1) -> int:
+        """Begin a shutdown: refuse new requests and fail every waiting one at once with
+        :class:`ShuttingDown`; requests already running go on. Returns how many were failed."""
+        error = ShuttingDown("the server is shutting down and did not start this request; retry it in a "
+                             "moment (it is safe to retry: nothing was generated)", retry_after)
         with self._cond:
-            self._stopping = True
+            self._draining = True
+            waiting, jobs = list(self._waiting), list(self._jobs)
+            self._waiting.clear()
+            self._jobs.clear()
+            self.metrics.queue_depth.set(0)
+            self._cond.notify_all()
+        for t in waiting:
+            t._post(("error", error))
+        for job in jobs:
+            job.fail(error)
+        return len(waiting) + len(jobs)
+
+    def abort(self, message: str, retry_after: int = 1) -> int:
+        """End the shutdown's grace: every request still waiting or running gets
+        :class:`ShuttingDown` with ``message`` now, and the engine thread stops after its current
+        step. Returns how many requests were ended."""
+        error = ShuttingDown(message, retry_after)
+        with self._cond:
+            self._draining = self._stopping = True
+            self._stop_error = error
+            self._cond.notify_all()
+        return self._fail_pending(error)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the engine thread (waiting at most ``timeout`` s for its current step); requests
+        still waiting or running get an :class:`EngineStopped` error."""
+        with self._cond:
+            self._draining = self._stopping = True
+            if self._stop_error is None:
+                self._stop_error = ShuttingDown("the server is shutting down; retry against a running server")
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._fail_pending(self._stop_error)
+
+    def _fail_pending(self, error: EngineStopped) -> int:
         with self._cond:
+            # list() of a dict is atomic under the GIL, even while the engine thread edits it
             pending = list(self._waiting) + list(self._tickets.values())
+            jobs = list(self._jobs) + ([self._current_job] if self._current_job is not None else [])
             self._waiting.clear()
-            self._tickets.clear()
-        for t in pending:
-            t._post(("error", EngineStopped("the server is shutting down; retry against a running server")))
+            self._jobs.clear()
+            if not self.alive or threading.current_thread() is self._thread:  # no step is running
+                self._tickets.clear()
+        failed = sum(t._post(("error", error)) for t in pending)
+        for job in jobs:
+            job.fail(error)
+        return failed
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def draining(self) -> bool:
+        """True once a shutdown began: no new requests are taken."""
+        return self._draining
+
+    @property
+    def in_flight(self) -> int:
+        """Requests waiting or running, and embedding jobs not yet finished."""
+        return (len(self._waiting) + len(self._tickets) + len(self._jobs)
+                + (self._current_job is not None))
 
     @property
     def queue_depth(self) -> int:
@@ -174,6 +277,9 @@ class Scheduler:
         """Queue a request. Raises :class:`QueueFull` past ``max_queue`` waiting requests."""
         ticket = Ticket(request=request, loop=loop, stream=stream, _scheduler=self)
         with self._cond:
+            if self._draining:
+                raise ShuttingDown("the server is shutting down and takes no new requests; retry it in a "
+                                   "moment (against another replica, or once the server is back)")
             if self._stopping or not self.alive:
                 raise EngineStopped("the engine is not running; restart the server")
             if len(self._waiting) >= self.max_queue:
@@ -206,17 +312,11 @@ class Scheduler:
 
     def run_job(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future:
         """Run ``fn`` on the engine thread between decode steps; returns an asyncio future."""
-        fut: asyncio.Future = loop.create_future()
-
-        def job() -> None:
-            try:
-                result = fn()
-            except BaseException as exc:  # delivered to the awaiting handler
-                loop.call_soon_threadsafe(_set_exception, fut, exc)
-            else:
-                loop.call_soon_threadsafe(_set_result, fut, result)
-
+        job = _Job(fn, loop)
         with self._cond:
+            if self._draining:
+                raise ShuttingDown("the server is shutting down and takes no new requests; retry it in a "
+                                   "moment (against another replica, or once the server is back)")
             if self._stopping or not self.alive:
                 raise EngineStopped("the engine is not running; restart the server")
             if len(self._jobs) >= self.max_queue:
@@ -224,20 +324,23 @@ class Scheduler:
                 raise QueueFull(len(self._jobs), self.retry_after())
             self._jobs.append(job)
             self._cond.notify_all()
-        return fut
+        return job.future
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
         import torch
 
         torch.set_grad_enabled(False)
-        while True:
-            try:
-                if not self._iteration():
-                    return
-            except Exception as exc:  # a bug or an out-of-memory: fail the batch, keep serving
-                log.exception("engine step failed; failing the running batch")
-                self._fail_running(exc)
+        try:
+            while True:
+                try:
+                    if not self._iteration():
+                        return
+                except Exception as exc:  # a bug or an out-of-memory: fail the batch, keep serving
+                    log.exception("engine step failed; failing the running batch")
+                    self._fail_running(exc)
+        finally:  # stopping: nobody may be left waiting for an answer (e.g. one admitted just now)
+            self._fail_pending(self._stop_error or EngineStopped("the engine stopped; restart the server"))
 
     def _iteration(self) -> bool:
         with self._cond:
@@ -259,7 +362,11 @@ class Scheduler:
         if cancelled:
             self._drop([t.request for t in cancelled])
         for job in jobs:
-            job()
+            self._current_job = job
+            try:
+                job.run()
+            finally:
+                self._current_job = None
         if admit:
             self._admit(admit)
         if self.engine.running:
