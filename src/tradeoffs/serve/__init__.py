@@ -16,8 +16,9 @@ From a shell: ``tradeoffs serve --port 8000 --max-batch-size 16 --max-wait-ms 5`
 
 Modules: :mod:`.engine` (continuous batching over the model), :mod:`.scheduler` (bounded queue,
 admission policy, the engine thread), :mod:`.app` (HTTP routes, validation, OpenAI-shaped errors),
-:mod:`.metrics` (Prometheus), :mod:`.local` (:class:`LocalServer`). Importing this package is
-cheap: torch and FastAPI load only when ``create_app`` or the engine is used.
+:mod:`.metrics` (Prometheus), :mod:`.local` (:class:`LocalServer`), :mod:`.shutdown` (the bounded
+stop on SIGTERM or Ctrl-C). Importing this package is cheap: torch and FastAPI load only when
+``create_app`` or the engine is used.
 """
 
 from __future__ import annotations
