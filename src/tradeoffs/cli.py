@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from . import models
+from .grading.config import GradeSettings
 from .serve.local import GRACE_PERIOD_S
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -195,19 +196,19 @@ def release_cmd(
 @app.command("grade")
 def grade_cmd(
     submissions: Path = typer.Argument(..., help="folder with one sub-folder per student"),
-    workers: int = typer.Option(2, help="parallel grading processes (one kernel each)"),
+    workers: int = typer.Option(GradeSettings.workers, help="parallel grading processes (one kernel each)"),
     labs: Optional[list[str]] = typer.Option(None, "--lab", help="grade only this lab (repeatable)"),
     root: Optional[Path] = typer.Option(None, help="course directory (default: the current one if it has "
                                                   "nbgrader_config.py, else this repository)"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="grades CSV (default: grades.csv in the course)"),
     cell_timeout: Optional[int] = typer.Option(None, help="seconds per cell (default: nbgrader_config.py)"),
-    job_timeout: int = typer.Option(1200, help="seconds per submission before it is stopped"),
+    job_timeout: int = typer.Option(GradeSettings.job_timeout, help="seconds per submission before it is stopped"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Autograde every submission in parallel; write feedback, the gradebook and a grades CSV."""
     from . import grading
 
-    grading._fast_imports()
+    grading.fast_imports()
     settings = grading.GradeSettings(workers=workers, cell_timeout=cell_timeout, job_timeout=job_timeout)
     try:
         results = grading.grade(submissions, root=root, labs=labs, settings=settings, csv_path=csv_path,
