@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 WORKERS    ?= 2
 SUBMISSIONS ?= submitted
 
-.PHONY: help install models lab test run release grade benchmarks clean
+.PHONY: help install models lab lab-flags test run release grade benchmarks clean
 
 help:
 	@echo "make lab         set up (first time: a few minutes) and open JupyterLab"
@@ -27,15 +27,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(STAMP)
+# JupyterLab defaults for the course, kept in the venv (never the user's home): jupyter/overrides.json
+# (no "get notified about Jupyter news" prompt) and a notebook-trust database, so the kit's notebooks
+# open trusted (`make lab` signs them). --notebook-dir=. roots the file browser at the course.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+TRUST_DIR    := $(abspath $(VENV))/share/jupyter/tradeoffs-trust
 
-models: $(STAMP)
+$(LAB_SETTINGS): jupyter/overrides.json $(STAMP)
+	@mkdir -p $(dir $@) $(TRUST_DIR)
+	cp jupyter/overrides.json $@
+
+install: $(STAMP) $(LAB_SETTINGS)
+
+models: install
 	@$(BIN)/tradeoffs models prepare
 
 # Root (containers, CI) needs --allow-root; without a display, print the URL instead of a browser.
-JUPYTER_FLAGS := --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+# tests/browser starts JupyterLab with exactly these flags (`make -s lab-flags` prints them).
+NOTARY_FLAGS  := --NotebookNotary.db_file=$(TRUST_DIR)/nbsignatures.db --NotebookNotary.secret_file=$(TRUST_DIR)/notebook_secret
+JUPYTER_FLAGS := --notebook-dir=. $(NOTARY_FLAGS) $(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab-flags:
+	@echo $(JUPYTER_FLAGS)
 
 lab: models
+	@$(BIN)/jupyter trust $(NOTARY_FLAGS) notebooks/*.ipynb > /dev/null
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
 		$(BIN)/jupyter lab $(JUPYTER_FLAGS) notebooks/00_start_here.ipynb; \
 	else \
