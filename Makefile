@@ -34,7 +34,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 TRUST_DIR    := $(abspath $(VENV))/share/jupyter/tradeoffs-trust
 
 $(LAB_SETTINGS): jupyter/overrides.json $(STAMP)
-	@mkdir -p $(dir $@) $(TRUST_DIR)
+	@mkdir -p $(dir $@)
 	cp jupyter/overrides.json $@
 
 install: $(STAMP) $(LAB_SETTINGS)
@@ -51,7 +51,7 @@ lab-flags:
 	@echo $(JUPYTER_FLAGS)
 
 lab: models
-	@$(BIN)/jupyter trust $(NOTARY_FLAGS) notebooks/*.ipynb > /dev/null
+	@mkdir -p $(TRUST_DIR) && $(BIN)/jupyter trust $(NOTARY_FLAGS) notebooks/*.ipynb > /dev/null
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
 		$(BIN)/jupyter lab $(JUPYTER_FLAGS) notebooks/00_start_here.ipynb; \
 	else \

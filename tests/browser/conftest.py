@@ -62,6 +62,8 @@ def course(tmp_path_factory) -> Path:
     shutil.copytree(REPO / "labs" / LAB, root / "labs" / LAB)
     # `make lab` signs the kit's notebooks (trust database in the venv); sign the copy the same way.
     notary = [f for f in lab_flags() if f.startswith("--NotebookNotary.")]
+    for flag in notary:
+        Path(flag.split("=", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([str(Path(sys.executable).parent / "jupyter"), "trust", *notary,
                     str(root / "notebooks" / "00_start_here.ipynb")], check=True, capture_output=True)
     return root
