@@ -1,30 +1,30 @@
 """What one machine can do, and what a prediction costs on it: lab 4's measurements.
 
 * **Timing by batch size** — :func:`sweep_batch_sizes` times any batched call with
-  :func:`tradeoffs.measure.time_fn` (warm-up, a synchronised clock on a GPU, every sample kept) and
-  :func:`timing_table` turns the samples into latency percentiles and throughput with a bootstrap
-  confidence interval. :func:`embedder_calls` and :class:`DecodeBench` provide the calls: a forward
-  pass of the embedder, one decode step or one prefill of the chat model, at any batch size.
+  :func:`tradeoffs.measure.time_fn` (warm-up, a synchronised clock on a GPU, every sample kept), one
+  row per call: lab 4 has you turn those rows into a table of percentiles and throughput.
+  :func:`throughput_ci` adds a bootstrap confidence interval of the throughput. :func:`embedder_calls`
+  and :class:`DecodeBench` provide the calls: a forward pass of the embedder, one decode step or one
+  prefill of the chat model, at any batch size.
 * **The decode roofline** — :func:`roofline_frame` sets measured tokens/s beside the memory- and
   compute-bound ceilings of :func:`tradeoffs.measure.decode_roofline`; :func:`quantisation_bounds`
   shows what fewer bytes per weight would buy; :func:`profile_call` splits a call's time into matrix
   multiplies, attention, other tensor operations, and the framework overhead around them.
 * **Service curves for the simulator** — :func:`static_batch_curve` (prefill + decode of a whole
-  batch, what ``tradeoffs.queueing.MaxBatchWait`` needs) and :func:`roofline_curve` (a modelled
+  batch, what ``tradeoffs.queueing.BatchAtATime`` needs) and :func:`roofline_curve` (a modelled
   curve for hardware you do not have, e.g. a GPU from its datasheet).
-* **Dollars per million predictions** — :func:`realtime_cost_per_million` (a fleet sized for the
-  peak under a latency SLO, paid 24 hours a day), :func:`batch_cost_per_million` (a nightly job
-  that runs only as long as the work takes) and :func:`api_costs_per_million` (synchronous and batch
-  API prices from ``genai-prices``).
+* **The simulator against the live server** — :func:`server_calibration` scales the in-process
+  curves to the server's own speed at zero load, and :func:`replay_live` replays what the live
+  server saw through the simulator, with the policies you give it.
+* **API prices** — :func:`api_costs_per_million` (synchronous and batch API prices from
+  ``genai-prices``). The self-hosted cost rules are yours to write in lab 4;
+  :func:`batch_vs_realtime` lays them side by side for a what-if calculator.
 
 Examples
 --------
 >>> samples = pd.DataFrame({"batch_size": [1, 1, 1, 4, 4, 4], "seconds": [0.010, 0.011, 0.012, 0.020, 0.021, 0.022]})
->>> t = timing_table(samples, n_boot=200)
->>> t[["batch_size", "p50_s", "items_per_s"]].round(3).values.tolist()
-[[1.0, 0.011, 90.909], [4.0, 0.021, 190.476]]
->>> realtime_cost_per_million(daily_requests=100_000, peak_rps=5.0, rps_per_machine=2.0, usd_per_hour=0.10)["machines"]
-3
+>>> throughput_ci(samples, n_boot=200)[["batch_size", "items_per_s_low", "items_per_s_high"]].round(1).values.tolist()
+[[1.0, 83.3, 100.0], [4.0, 181.8, 200.0]]
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import pandas as pd
 from . import measure
 from .queueing import ServiceCurve
 
-__all__ = ["sweep_batch_sizes", "timing_table", "best_batch_size", "embedder_calls", "DecodeBench", "sync_error",
+__all__ = ["sweep_batch_sizes", "throughput_ci", "embedder_calls", "DecodeBench", "sync_error",
            "roofline_frame", "QUANT_FORMATS", "quantisation_bounds", "profile_call", "static_batch_curve",
-           "roofline_curve", "GpuSpec", "NVIDIA_L4", "realtime_cost_per_million", "batch_cost_per_million",
+           "roofline_curve", "GpuSpec", "NVIDIA_L4", "server_calibration", "replay_live", "batch_vs_realtime",
            "api_costs_per_million", "batch_price_available"]
 
 
@@ -118,22 +118,30 @@ def sweep_batch_sizes(make_call: Callable[[int], Callable[[], Any]], batch_sizes
     return pd.DataFrame(rows, columns=["label", "device", "batch_size", "call", "seconds"])
 
 
-def timing_table(samples: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per batch size: latency percentiles of one call, and throughput with a bootstrap CI.
+def throughput_ci(samples: pd.DataFrame, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """A bootstrap confidence interval of the throughput at each batch size.
+
+    The percentile bootstrap of the median call time (``tradeoffs.measure.bootstrap_ci``), turned into
+    items per second: ``batch size / upper bound`` and ``batch size / lower bound``.
 
     Parameters
     ----------
     samples : DataFrame
         One row per timed call with ``batch_size`` and ``seconds`` (what :func:`sweep_batch_sizes`
-        returns); ``label`` and ``device`` columns, when present, are kept.
+        returns).
     level, n_boot, seed
-        The percentile bootstrap of the median call time (``tradeoffs.measure.bootstrap_ci``).
+        Confidence level, bootstrap resamples and their seed.
 
     Returns
     -------
-    DataFrame, one row per batch size (ascending), with ``calls``, ``p50_s``, ``p90_s``, ``p99_s``,
-    ``mean_s``, ``items_per_s`` (= batch size / median seconds), ``items_per_s_low`` /
-    ``items_per_s_high`` (its CI) and ``ms_per_item``.
+    DataFrame, one row per batch size (ascending): ``batch_size``, ``items_per_s_low``,
+    ``items_per_s_high`` (a single call gives a zero-width interval).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"batch_size": [2, 2, 2], "seconds": [0.1, 0.2, 0.4]})
+    >>> throughput_ci(s, n_boot=200).round(1).values.tolist()
+    [[2.0, 5.0, 20.0]]
     """
     missing = {"batch_size", "seconds"} - set(samples.columns)
     if missing:
@@ -145,42 +153,12 @@ def timing_table(samples: pd.DataFrame, *, level: float = 0.95, n_boot: int = 10
         secs = grp["seconds"].to_numpy(dtype=float)
         if np.any(~np.isfinite(secs)) or np.any(secs <= 0):
             raise ValueError(f"batch size {b}: seconds must be positive and finite")
-        pct = measure.percentiles(secs, (50, 90, 99))
         if secs.size >= 2:
             lo, hi = measure.bootstrap_ci(secs, np.median, level=level, n_boot=n_boot, seed=seed)
         else:
             lo = hi = float(secs[0])
-        row = {k: grp[k].iloc[0] for k in ("label", "device") if k in grp}
-        row.update({"batch_size": int(b), "calls": int(secs.size), "p50_s": pct["p50"], "p90_s": pct["p90"],
-                    "p99_s": pct["p99"], "mean_s": float(secs.mean()), "items_per_s": b / pct["p50"],
-                    "items_per_s_low": b / hi, "items_per_s_high": b / lo, "ms_per_item": 1e3 * pct["p50"] / b})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def best_batch_size(table: pd.DataFrame, slo_p99_s: float) -> int | None:
-    """The batch size with the highest throughput whose p99 call latency meets the SLO.
-
-    ``table`` is indexed by batch size (or has a ``batch_size`` column) with ``items_per_s`` and
-    ``p99_s``; ties go to the smaller batch. Returns None when no batch size meets the SLO.
-
-    Examples
-    --------
-    >>> t = pd.DataFrame({"items_per_s": [10.0, 30.0, 35.0], "p99_s": [0.1, 0.3, 0.9]}, index=[1, 4, 16])
-    >>> best_batch_size(t, slo_p99_s=0.5), best_batch_size(t, slo_p99_s=1.0), best_batch_size(t, 0.05)
-    (4, 16, None)
-    """
-    if not (isinstance(slo_p99_s, (int, float, np.integer, np.floating)) and slo_p99_s > 0):
-        raise ValueError(f"slo_p99_s must be a positive number of seconds, got {slo_p99_s!r}")
-    t = table.set_index("batch_size") if "batch_size" in table.columns else table
-    missing = {"items_per_s", "p99_s"} - set(t.columns)
-    if missing:
-        raise ValueError(f"table lacks column(s) {sorted(missing)}; build it with timing_table()")
-    ok = t[t["p99_s"] <= slo_p99_s]
-    if ok.empty:
-        return None
-    best = ok["items_per_s"].max()
-    return int(min(b for b, v in ok["items_per_s"].items() if v == best))
+        rows.append({"batch_size": int(b), "items_per_s_low": b / hi, "items_per_s_high": b / lo})
+    return pd.DataFrame(rows, columns=["batch_size", "items_per_s_low", "items_per_s_high"])
 
 
 def _groups(items: Sequence[Any], b: int) -> list[list[Any]]:
@@ -461,7 +439,7 @@ def static_batch_curve(prefill: ServiceCurve, step: ServiceCurve, batch_sizes: S
                        new_tokens: int) -> ServiceCurve:
     """Seconds to serve a whole batch of ``b`` generations of ``new_tokens`` each with *static*
     batching: one prefill of ``b`` prompts (which yields the first token) then ``new_tokens - 1``
-    decode steps at batch ``b``. Nobody leaves early: what ``queueing.MaxBatchWait`` simulates.
+    decode steps at batch ``b``. Nobody leaves early: what ``queueing.BatchAtATime`` simulates.
 
     Examples
     --------
@@ -522,71 +500,190 @@ def roofline_curve(n_params: int, bytes_per_param: float, bandwidth: float, peak
 
 
 # --------------------------------------------------------------------------------------------
-# Cost per million predictions
+# The simulator against the live server
 # --------------------------------------------------------------------------------------------
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+def _scaled(curve: ServiceCurve, factor: float) -> ServiceCurve:
+    return ServiceCurve(curve.batch_sizes, np.asarray(curve.seconds) * factor)
 
 
-def realtime_cost_per_million(daily_requests: float, peak_rps: float, rps_per_machine: float,
-                              usd_per_hour: float, min_machines: int = 1) -> dict[str, float]:
-    """A real-time fleet: enough machines for the peak, each serving at most ``rps_per_machine``
-    (the highest rate that meets the latency SLO), running 24 hours a day whatever the traffic.
+def server_calibration(alone: pd.DataFrame, step: ServiceCurve, prefill: ServiceCurve) -> dict[str, Any]:
+    """Scale the in-process curves to the live server's speed, from requests it served alone.
 
-    Returns ``machines``, ``usd_per_day``, ``usd_per_million`` (= daily cost / daily requests x 1e6)
-    and ``utilisation`` (mean traffic / fleet capacity at the SLO).
+    The server is another process with HTTP, tokenisation and bookkeeping around the model: its time
+    to first token is compared with ``prefill.mean(1)``, and its time per further token with
+    ``step.mean(1)``.
 
-    Examples
-    --------
-    >>> r = realtime_cost_per_million(86_400, peak_rps=3.0, rps_per_machine=2.0, usd_per_hour=1.0)
-    >>> r["machines"], r["usd_per_day"], round(r["usd_per_million"], 2), round(r["utilisation"], 2)
-    (2, 48.0, 555.56, 0.25)
-    """
-    from .pricing import machines_needed
+    Parameters
+    ----------
+    alone : DataFrame
+        Requests served one at a time: ``latency``, ``ttft`` (seconds) and ``completion_tokens``.
+    step, prefill : ServiceCurve
+        Seconds per decode step and per prefill, by batch size (measured in process).
 
-    daily = _positive("daily_requests", daily_requests)
-    peak = float(peak_rps)
-    if not math.isfinite(peak) or peak < 0:
-        raise ValueError(f"peak_rps must be >= 0, got {peak_rps!r}")
-    rate = _positive("rps_per_machine", rps_per_machine)
-    price = _positive("usd_per_hour", usd_per_hour)
-    machines = int(machines_needed(peak, rate, utilisation=1.0, min_machines=min_machines))
-    per_day = machines * price * 24.0
-    return {"machines": machines, "usd_per_day": per_day, "usd_per_million": per_day / daily * 1e6,
-            "utilisation": daily / 86_400.0 / (machines * rate) if machines else float("inf")}
-
-
-def batch_cost_per_million(items_per_s: float, usd_per_hour: float, daily_requests: float | None = None,
-                           startup_s: float = 0.0, billing_increment_s: float = 1.0) -> float:
-    """A batch job: rent a machine only while the work runs.
-
-    Without ``daily_requests``: the marginal cost, ``1e6 / items_per_s`` seconds of machine time.
-    With it: one job per day of ``startup_s + daily_requests / items_per_s`` seconds, billed in
-    whole ``billing_increment_s`` (clouds bill per second, often with a 60 s minimum), divided over
-    the day's requests.
+    Returns
+    -------
+    dict with ``prefill_factor``, ``step_factor`` (server / in-process), and the scaled curves
+    ``step`` and ``prefill``. With no request longer than one token the step factor falls back to the
+    prefill factor.
 
     Examples
     --------
-    >>> round(batch_cost_per_million(items_per_s=100.0, usd_per_hour=3.6), 2)      # 10,000 s at $0.001/s
-    10.0
-    >>> round(batch_cost_per_million(100.0, 3.6, daily_requests=1000, startup_s=50, billing_increment_s=60), 2)
-    60.0
+    >>> alone = pd.DataFrame({"latency": [1.2, 1.2], "ttft": [0.3, 0.3], "completion_tokens": [10, 10]})
+    >>> cal = server_calibration(alone, ServiceCurve.constant(0.05), ServiceCurve.constant(0.2))
+    >>> round(cal["prefill_factor"], 2), round(cal["step_factor"], 2), round(cal["step"].mean(1), 3)
+    (1.5, 2.0, 0.1)
     """
-    rate = _positive("items_per_s", items_per_s)
-    price = _positive("usd_per_hour", usd_per_hour)
-    if startup_s < 0 or billing_increment_s <= 0:
-        raise ValueError("startup_s must be >= 0 and billing_increment_s > 0")
-    if daily_requests is None:
-        return 1e6 / rate * price / 3600.0
-    daily = _positive("daily_requests", daily_requests)
-    job_s = startup_s + daily / rate
-    billed = math.ceil(job_s / billing_increment_s - 1e-9) * billing_increment_s
-    return billed * price / 3600.0 / daily * 1e6
+    missing = {"latency", "ttft", "completion_tokens"} - set(alone.columns)
+    if missing or alone.empty:
+        raise ValueError(f"alone needs rows with latency, ttft and completion_tokens; missing {sorted(missing)}")
+    per_token = ((alone["latency"] - alone["ttft"]) / (alone["completion_tokens"] - 1).clip(lower=1)
+                 ).where(alone["completion_tokens"] > 1)
+    prefill_factor = float(alone["ttft"].median()) / prefill.mean(1)
+    step_factor = float(per_token.median()) / step.mean(1) if per_token.notna().any() else prefill_factor
+    return {"prefill_factor": prefill_factor, "step_factor": step_factor,
+            "step": _scaled(step, step_factor), "prefill": _scaled(prefill, prefill_factor)}
 
 
+def replay_live(live: pd.DataFrame, live_log: pd.DataFrame, step: ServiceCurve, prefill: ServiceCurve,
+                policies: Mapping[str, Any], *, context_tokens: int, max_tokens: int,
+                calibration: Mapping[str, float] | None = None, tolerance: float = 0.30) -> pd.DataFrame:
+    """Replay exactly what each live load level saw through the simulator, and compare median latencies.
+
+    Every request is replayed at its real send time with its real completion length (a failed one
+    with ``max_tokens``). The curves are scaled to the speed the server itself reported during that
+    level: its mean engine step (``server_step_s``, with ``server_step_batch`` requests and
+    ``server_step_tokens`` prompt tokens read per step) over what ``step`` and ``prefill`` predict for
+    such a step. Without server metrics, ``calibration`` (:func:`server_calibration`) sets the scale.
+
+    Parameters
+    ----------
+    live : DataFrame
+        One row per (``label``, ``offered_rate``) with the server metrics columns of
+        ``tradeoffs.loadtest.sweep``.
+    live_log : DataFrame
+        One row per request: ``label``, ``offered_rate``, ``start``, ``ok``, ``latency``,
+        ``completion_tokens``.
+    step, prefill : ServiceCurve
+        In-process curves (seconds per decode step; per prefill of ``b`` prompts of
+        ``context_tokens`` tokens).
+    policies : mapping
+        Server label -> the simulator policy that stands for it (e.g. a
+        ``queueing.Continuous(8, 0.005, next_batch)`` with your admission rule).
+    tolerance : float
+        The relative error counted as "within tolerance".
+
+    Returns
+    -------
+    DataFrame, one row per level: ``server``, ``offered_rate``, ``requests``, ``errors``,
+    ``speed_vs_section_2``, ``measured_p50_s``, ``predicted_p50_s``, ``error`` (predicted / measured
+    - 1) and ``within_tolerance``.
+
+    Examples
+    --------
+    >>> from tradeoffs.queueing import Continuous
+    >>> live = pd.DataFrame({"label": ["naive"], "offered_rate": [1.0], "server_step_s": [np.nan],
+    ...                      "server_step_batch": [np.nan], "server_step_tokens": [np.nan]})
+    >>> log = pd.DataFrame({"label": "naive", "offered_rate": 1.0, "start": [0.0, 0.1], "ok": True,
+    ...                     "latency": [0.5, 0.9], "completion_tokens": 5})
+    >>> v = replay_live(live, log, ServiceCurve.constant(0.1), ServiceCurve.constant(0.1), {"naive": Continuous(1)},
+    ...                 context_tokens=100, max_tokens=5)
+    >>> v[["measured_p50_s", "predicted_p50_s"]].round(2).values.tolist()   # 0.5 s each; the second queues 0.4 s
+    [[0.7, 0.7]]
+    """
+    from .queueing import simulate
+
+    cal = calibration or {"step_factor": 1.0, "prefill_factor": 1.0}
+    rows = []
+    for (name, rate), grp in live_log.groupby(["label", "offered_rate"], sort=False):
+        if name not in policies:
+            raise ValueError(f"no policy given for server {name!r}; policies has {sorted(policies)}")
+        grp = grp.sort_values("start")
+        level = live[(live["label"] == name) & (live["offered_rate"] == rate)].iloc[0]
+        b_srv, t_srv = max(1.0, float(level.get("server_step_batch", np.nan))), float(level.get("server_step_tokens", np.nan))
+        expected = step.mean(b_srv) + max(0.0, t_srv - b_srv) / context_tokens * prefill.mean(1)
+        speed = float(level.get("server_step_s", np.nan)) / expected
+        sf, pf = (speed, speed) if np.isfinite(speed) else (cal["step_factor"], cal["prefill_factor"])
+        steps = np.where(grp["ok"], grp["completion_tokens"], max_tokens).clip(1)
+        sim = simulate(grp["start"].to_numpy(dtype=float), policies[name], _scaled(step, sf), steps=steps,
+                       prefill=_scaled(prefill, pf))
+        measured = float(np.median(np.where(grp["ok"], grp["latency"], np.inf)))
+        predicted = float(sim["latency"].median())
+        rows.append({"server": name, "offered_rate": rate, "requests": len(grp), "errors": int((~grp["ok"]).sum()),
+                     "speed_vs_section_2": sf, "measured_p50_s": measured, "predicted_p50_s": predicted,
+                     "error": predicted / measured - 1 if np.isfinite(measured) else np.nan})
+    out = pd.DataFrame(rows)
+    out["within_tolerance"] = out["error"].abs() <= tolerance
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Batch vs real-time: a what-if over measured numbers
+# --------------------------------------------------------------------------------------------
+def batch_vs_realtime(traffic_x: float, slo_s: float, usd_per_hour: float, *, daily_requests: float,
+                      peak_rps: float, sweeps: Mapping[str, pd.DataFrame], job_items_per_s: float,
+                      startup_s: float, capacity_fn: Callable, realtime_cost_fn: Callable,
+                      batch_cost_fn: Callable) -> pd.DataFrame:
+    """Cost per million predictions of real-time serving and of a nightly batch job, at a traffic
+    multiple, a latency SLO and a machine price: the callback of lab 4's what-if calculator.
+
+    It computes nothing of its own: the capacity per machine at the SLO comes from ``capacity_fn``
+    over each simulated sweep, and the costs from ``realtime_cost_fn`` and ``batch_cost_fn`` (pass
+    your own functions).
+
+    Parameters
+    ----------
+    traffic_x : float
+        Multiple of today's traffic (volume and peak scale together).
+    slo_s : float
+        p99 latency objective of the real-time service, seconds.
+    usd_per_hour : float
+        Price of one machine.
+    daily_requests, peak_rps : float
+        Today's volume and peak request rate.
+    sweeps : mapping
+        Policy name -> simulated sweep (``offered_rate``, ``p99_s``, ``errors``), one row per rate.
+    job_items_per_s, startup_s : float
+        The batch job's throughput and its start-up time.
+    capacity_fn : callable
+        ``capacity_fn(table, slo_s)`` -> requests/s one machine serves within the SLO.
+    realtime_cost_fn : callable
+        ``realtime_cost_fn(daily_requests, peak_rps, rps_per_machine, usd_per_hour)`` -> US$ per million.
+    batch_cost_fn : callable
+        ``batch_cost_fn(items_per_s, usd_per_hour, daily_requests, startup_s)`` -> US$ per million.
+
+    Returns
+    -------
+    DataFrame indexed by option: ``req/s per machine at the SLO``, ``usd_per_million``,
+    ``usd_per_day``, ``fresh within``.
+
+    Examples
+    --------
+    >>> sweeps = {"naive": pd.DataFrame({"offered_rate": [1.0, 2.0], "p99_s": [0.5, 3.0], "errors": [0, 0]})}
+    >>> cap = lambda t, slo: float(t.loc[t["p99_s"] <= slo, "offered_rate"].max())
+    >>> rt = lambda d, peak, rate, usd: 24 * usd * max(1, -(-peak // rate)) / d * 1e6
+    >>> job = lambda rate, usd, d, start: (start + d / rate) / 3600 * usd / d * 1e6
+    >>> batch_vs_realtime(1.0, 1.0, 1.0, daily_requests=86_400, peak_rps=1.5, sweeps=sweeps, job_items_per_s=10.0,
+    ...                   startup_s=0.0, capacity_fn=cap, realtime_cost_fn=rt, batch_cost_fn=job)["usd_per_million"].round(1).tolist()
+    [555.6, 27.8]
+    """
+    if not traffic_x > 0 or not slo_s > 0 or not usd_per_hour > 0:
+        raise ValueError("traffic_x, slo_s and usd_per_hour must be positive")
+    daily, peak = daily_requests * traffic_x, peak_rps * traffic_x
+    rows = []
+    for name, table in sweeps.items():
+        rate = float(capacity_fn(table, slo_s))
+        usd = float(realtime_cost_fn(daily, peak, rate, usd_per_hour))
+        rows.append({"option": f"real-time, {name}", "req/s per machine at the SLO": rate, "usd_per_million": usd,
+                     "usd_per_day": usd * daily / 1e6, "fresh within": f"p99 {slo_s:.1f} s"})
+    usd = float(batch_cost_fn(job_items_per_s, usd_per_hour, daily, startup_s))
+    rows.append({"option": "nightly batch job", "req/s per machine at the SLO": np.nan, "usd_per_million": usd,
+                 "usd_per_day": usd * daily / 1e6, "fresh within": "24 h"})
+    return pd.DataFrame(rows).set_index("option")
+
+
+# --------------------------------------------------------------------------------------------
+# API prices
+# --------------------------------------------------------------------------------------------
 def _calc(model, provider: str, prompt_tokens: int, completion_tokens: int, context: dict | None,
           when: datetime | None) -> float:
     import genai_prices as gp

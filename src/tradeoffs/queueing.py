@@ -8,17 +8,21 @@ waits, in the tests) and, in lab 4, against the kit's live server.
 Three policies:
 
 * :class:`NoBatching` — one request at a time (``max_batch_size=1``): the naive real-time server.
-* :class:`MaxBatchWait` — dynamic batching: when the server is free, start as soon as
-  ``max_batch_size`` requests wait, or when the oldest has waited ``max_wait_s``.
+* :class:`BatchAtATime` — static dynamic batching: when the server is free, a *policy function*
+  you pass in (``next_batch``, see :data:`NextBatch`) decides when the next batch starts and how
+  many requests it takes; the batch runs to its end.
 * :class:`Continuous` — iteration-level (continuous) batching for generation: every decode step
-  runs the active set; waiting requests join at step boundaries and leave when their tokens are done.
+  runs the active set; waiting requests join at step boundaries (when your ``next_batch`` admits
+  them, if you pass one) and leave when their tokens are done.
 
 Examples
 --------
 >>> curve = ServiceCurve([1, 8], [0.010, 0.024])
 >>> arrivals = poisson_arrivals(rate=50, n=2000, seed=0)
 >>> naive = simulate(arrivals, NoBatching(), curve)
->>> batched = simulate(arrivals, MaxBatchWait(8, 0.005), curve)
+>>> def start_now(free_at, queued, upcoming, max_batch_size, max_wait_s):   # never waits to fill a batch
+...     return free_at, min(len(queued), max_batch_size)
+>>> batched = simulate(arrivals, BatchAtATime(8, 0.0, start_now), curve)
 >>> summarise(batched)["p99_s"] < summarise(naive)["p99_s"]
 True
 """
@@ -28,7 +32,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -155,72 +159,118 @@ def arrivals_from_timestamps(timestamps, speedup: float = 1.0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Policies
 # --------------------------------------------------------------------------------------------
+NextBatch = Callable[[float, Sequence[float], Sequence[float], int, float], tuple[float, int]]
+"""The policy step a batching server runs whenever it could start work:
+``next_batch(free_at, queued, upcoming, max_batch_size, max_wait_s) -> (start, size)``.
+
+``free_at`` is when the server (or, for :class:`Continuous`, a batch slot) is free, ``queued`` the
+arrival times of the requests already waiting then (oldest first, non-empty), ``upcoming`` the
+arrival times after ``free_at`` (sorted), ``max_batch_size`` how many requests may start together
+(for :class:`Continuous`: the free slots) and ``max_wait_s`` how long the oldest may be held back.
+The simulator does not ship this rule: you pass it in (lab 4 asks you to write it)."""
+
+
+def _check_batch(max_batch_size: int, max_wait_s: float) -> None:
+    if isinstance(max_batch_size, bool) or int(max_batch_size) != max_batch_size or max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size}")
+    if not max_wait_s >= 0:
+        raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+
+
 @dataclass(frozen=True)
-class MaxBatchWait:
-    """Dynamic batching: start when ``max_batch_size`` wait, or when the oldest waited ``max_wait_s``."""
+class NoBatching:
+    """The naive real-time server: one request at a time, start to finish, never waits."""
+
+    max_batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size != 1:
+            raise ValueError("NoBatching serves one request at a time (max_batch_size=1)")
+
+
+@dataclass(frozen=True)
+class BatchAtATime:
+    """A batch-at-a-time server (static dynamic batching, as in Triton or TorchServe): when it is free,
+    your ``next_batch`` rule decides when the next batch starts and how many requests it takes; the
+    batch then runs to its end (its service time is ``curve.mean(size)``).
+
+    Parameters
+    ----------
+    max_batch_size : int
+        Most requests in one batch.
+    max_wait_s : float
+        Longest the oldest waiting request may be held back to fill a batch (passed to ``next_batch``).
+    next_batch : callable
+        The policy step, see :data:`NextBatch`.
+
+    Examples
+    --------
+    >>> def start_now(free_at, queued, upcoming, max_batch_size, max_wait_s):   # a policy that never waits
+    ...     return free_at, min(len(queued), max_batch_size)
+    >>> r = simulate([0.0, 0.0, 0.01], BatchAtATime(4, 0.0, start_now), ServiceCurve.constant(0.1))
+    >>> r["batch_size"].tolist()
+    [2, 2, 1]
+    """
 
     max_batch_size: int
     max_wait_s: float
+    next_batch: NextBatch
 
     def __post_init__(self) -> None:
-        if int(self.max_batch_size) != self.max_batch_size or self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size}")
-        if self.max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {self.max_wait_s}")
-
-    def start_time(self, free_at: float, queued: Sequence[float], upcoming: Sequence[float]) -> tuple[float, int]:
-        """The policy step: when does the next batch start, and how many requests does it take?
-
-        Parameters
-        ----------
-        free_at : float
-            When the server is free.
-        queued : sequence of float
-            Arrival times of the requests already waiting at ``free_at`` (oldest first, non-empty).
-        upcoming : sequence of float
-            Arrival times after ``free_at`` (sorted).
-
-        Returns
-        -------
-        (start, size) : the batch start time (>= free_at) and its size (<= max_batch_size).
-
-        Examples
-        --------
-        >>> MaxBatchWait(4, 0.010).start_time(1.000, [0.995], [1.002, 1.003, 1.004])
-        (1.004, 4)
-        >>> MaxBatchWait(4, 0.010).start_time(1.000, [0.995], [1.002, 1.003, 1.030])
-        (1.005, 3)
-        >>> MaxBatchWait(4, 0.010).start_time(1.000, [0.995], [1.030])
-        (1.005, 1)
-        """
-        if len(queued) == 0:
-            raise ValueError("start_time needs at least one queued request")
-        b = self.max_batch_size
-        if len(queued) >= b:
-            return free_at, b
-        deadline = max(free_at, queued[0] + self.max_wait_s)
-        missing = b - len(queued)
-        fill_time = upcoming[missing - 1] if len(upcoming) >= missing else np.inf
-        start = max(free_at, min(deadline, fill_time))
-        arrived = bisect.bisect_right(list(upcoming), start)
-        return float(start), int(min(b, len(queued) + arrived))
-
-
-def NoBatching() -> MaxBatchWait:
-    """The naive real-time server: one request at a time, never waits."""
-    return MaxBatchWait(1, 0.0)
+        _check_batch(self.max_batch_size, self.max_wait_s)
+        if not callable(self.next_batch):
+            raise TypeError("next_batch must be a function (free_at, queued, upcoming, max_batch_size, max_wait_s)"
+                            " -> (start, size)")
 
 
 @dataclass(frozen=True)
 class Continuous:
     """Iteration-level batching: up to ``max_batch_size`` requests decode together, one step at a
-    time; new requests join at the next step boundary, finished ones leave at once."""
+    time; new requests join at a step boundary, finished ones leave at once.
+
+    Which waiting requests join, and when, is an admission rule: with ``next_batch`` given, the
+    simulator asks it at every step boundary (``max_batch_size`` = the free slots, ``free_at`` = now):
+    a busy server admits the batch when the start it returns is now, else decodes on and asks again
+    at the next boundary; an idle server sleeps until that start and admits the batch it named.
+    Without ``next_batch`` (and ``max_wait_s=0``), every waiting request joins at the next boundary
+    while slots are free.
+
+    Examples
+    --------
+    >>> r = simulate([0.0, 0.015], Continuous(2), ServiceCurve.constant(0.01), steps=[5, 1])
+    >>> r["start"].round(3).tolist()      # the second joins at the step boundary after it arrives
+    [0.0, 0.02]
+    """
 
     max_batch_size: int
+    max_wait_s: float = 0.0
+    next_batch: NextBatch | None = None
 
     def __post_init__(self) -> None:
-        if int(self.max_batch_size) != self.max_batch_size or self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be an integer >= 1, got {self.max_batch_size}")
+        _check_batch(self.max_batch_size, self.max_wait_s)
+        if self.next_batch is None and self.max_wait_s > 0:
+            raise ValueError("Continuous(max_wait_s > 0) needs an admission rule: pass next_batch=...")
+        if self.next_batch is not None and not callable(self.next_batch):
+            raise TypeError("next_batch must be a function (free_at, queued, upcoming, max_batch_size, max_wait_s)"
+                            " -> (start, size)")
+
+
+def _ask(policy, free_at: float, queued: np.ndarray, upcoming: np.ndarray, slots: int) -> tuple[float, int]:
+    """Call the policy's ``next_batch`` and check what it returned, naming what is wrong."""
+    out = policy.next_batch(free_at, queued, upcoming, slots, policy.max_wait_s)
+    try:
+        start, size = out
+        start, size = float(start), int(size)
+    except (TypeError, ValueError):
+        raise ValueError(f"next_batch must return (start, size), got {out!r}") from None
+    if not np.isfinite(start) or start < free_at - 1e-12:
+        raise ValueError(f"next_batch returned start={start!r} at free_at={free_at!r}: a batch never starts "
+                         "before the server is free, and must start at a finite time")
+    arrived = len(queued) + int(np.searchsorted(upcoming, start, side="right"))
+    if not 1 <= size <= min(slots, arrived):
+        raise ValueError(f"next_batch returned size={size} at start={start!r}: it must be at least 1 and at most "
+                         f"max_batch_size ({slots}) and the requests arrived by then ({arrived})")
+    return max(start, free_at), size
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,9 +293,9 @@ def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0,
     ----------
     arrivals : array-like of float
         Sorted arrival times in seconds.
-    policy : MaxBatchWait | Continuous
+    policy : NoBatching | BatchAtATime | Continuous
     curve : ServiceCurve
-        For :class:`MaxBatchWait`, seconds per *batch*; for :class:`Continuous`, seconds per
+        For :class:`NoBatching` and :class:`BatchAtATime`, seconds per *batch*; for :class:`Continuous`, seconds per
         *decode step* of the active batch.
     steps : int or array-like of int, optional
         Decode steps (tokens) per request, for :class:`Continuous` only (default 1).
@@ -271,7 +321,7 @@ def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0,
     """
     a = _validate_arrivals(arrivals)
     rng = np.random.default_rng(seed)
-    if isinstance(policy, MaxBatchWait):
+    if isinstance(policy, (NoBatching, BatchAtATime)):
         if steps is not None:
             raise ValueError("steps= applies to the Continuous policy only")
         if prefill is not None:
@@ -282,10 +332,10 @@ def simulate(arrivals, policy, curve: ServiceCurve, steps=None, seed: int = 0,
         if np.any(k < 1):
             raise ValueError("every request needs at least one step")
         return _simulate_continuous(a, policy, curve, k, rng, prefill)
-    raise TypeError(f"unknown policy {policy!r}; use NoBatching(), MaxBatchWait(...) or Continuous(...)")
+    raise TypeError(f"unknown policy {policy!r}; use NoBatching(), BatchAtATime(...) or Continuous(...)")
 
 
-def _simulate_batches(a: np.ndarray, policy: MaxBatchWait, curve: ServiceCurve, rng) -> pd.DataFrame:
+def _simulate_batches(a: np.ndarray, policy, curve: ServiceCurve, rng) -> pd.DataFrame:
     n = a.size
     start = np.empty(n)
     finish = np.empty(n)
@@ -296,7 +346,10 @@ def _simulate_batches(a: np.ndarray, policy: MaxBatchWait, curve: ServiceCurve, 
         free_at = max(free_at, a[i])
         queued_end = bisect.bisect_right(a, free_at, lo=i)
         upcoming = a[queued_end:queued_end + policy.max_batch_size]
-        t0, size = policy.start_time(free_at, a[i:queued_end], upcoming)
+        if isinstance(policy, NoBatching):
+            t0, size = free_at, 1
+        else:
+            t0, size = _ask(policy, free_at, a[i:queued_end], upcoming, policy.max_batch_size)
         service = curve.sample(size, rng)
         start[i:i + size] = t0
         finish[i:i + size] = t0 + service
@@ -325,12 +378,24 @@ def _simulate_continuous(a: np.ndarray, policy: Continuous, curve: ServiceCurve,
         if not active and not waiting:
             t = a[nxt]
             continue
+        take = policy.max_batch_size - len(active)
+        if policy.next_batch is not None and waiting and take > 0:
+            when, size = _ask(policy, t, a[list(waiting)], a[nxt:nxt + take], take)
+            if when > t and active:   # the rule holds them back: decode on, ask again at the next boundary
+                take = 0
+            else:                     # start now, or (idle) sleep until the rule's start and admit its batch
+                t = when
+                while nxt < n and a[nxt] <= t:
+                    waiting.append(nxt)
+                    nxt += 1
+                take = size
         joined = []
-        while waiting and len(active) < policy.max_batch_size:
+        while waiting and take > 0:
             r = waiting.popleft()
             active.append(r)
             joined.append(r)
             start[r] = t
+            take -= 1
         bsize[[r for r in active if bsize[r] == 0]] = len(active)
         if prefill is not None and joined:
             t += prefill.sample(len(joined), rng)
@@ -517,18 +582,18 @@ def knee(rates: Sequence[float], latencies: Sequence[float], factor: float = 2.0
 def saturation_rate(curve: ServiceCurve, policy, steps=None, prefill: ServiceCurve | None = None) -> float:
     """Requests/s a server completes when it is kept full: an upper bound on its throughput.
 
-    :class:`MaxBatchWait`: ``b / curve.mean(b)``. :class:`Continuous`: every one of ``b`` slots
+    :class:`NoBatching` and :class:`BatchAtATime`: ``b / curve.mean(b)``. :class:`Continuous`: every one of ``b`` slots
     serves a request every ``k`` decode steps at batch ``b`` (``k`` = mean ``steps``), plus its
     share of a prefill of ``b`` prompts when ``prefill`` is given (whose first token saves a step).
 
     Examples
     --------
-    >>> saturation_rate(ServiceCurve([1, 8], [0.01, 0.04]), MaxBatchWait(8, 0.0))
-    200.0
+    >>> saturation_rate(ServiceCurve([1, 8], [0.01, 0.04]), NoBatching())
+    100.0
     >>> saturation_rate(ServiceCurve.constant(0.01), Continuous(4), steps=10)
     40.0
     """
-    if isinstance(policy, MaxBatchWait):
+    if isinstance(policy, (NoBatching, BatchAtATime)):
         return float(policy.max_batch_size / curve.mean(policy.max_batch_size))
     if isinstance(policy, Continuous):
         b = policy.max_batch_size
@@ -536,7 +601,7 @@ def saturation_rate(curve: ServiceCurve, policy, steps=None, prefill: ServiceCur
         if prefill is None:
             return float(b / (k * curve.mean(b)))
         return float(b / (max(k - 1.0, 0.0) * curve.mean(b) + prefill.mean(b)))
-    raise TypeError(f"unknown policy {policy!r}; use NoBatching(), MaxBatchWait(...) or Continuous(...)")
+    raise TypeError(f"unknown policy {policy!r}; use NoBatching(), BatchAtATime(...) or Continuous(...)")
 
 
 def capacity_at_slo(curve: ServiceCurve, policy, slo_p99_s: float, *, steps=None,

@@ -7,6 +7,20 @@ import pytest
 from tradeoffs import queueing as q
 
 
+# Test policies for the pluggable policy step. Deliberately simple ones: the simulator's job is to
+# call the rule it is given and respect its answer, whatever the rule is.
+def start_now(free_at, queued, upcoming, max_batch_size, max_wait_s):
+    """Never waits: whoever is queued goes now."""
+    return free_at, min(len(queued), max_batch_size)
+
+
+def wait_full_wait(free_at, queued, upcoming, max_batch_size, max_wait_s):
+    """Always holds the batch for max_wait_s after the server frees (ignores fill time)."""
+    start = free_at + max_wait_s
+    arrived = len(queued) + int(np.searchsorted(np.asarray(upcoming), start, side="right"))
+    return start, min(arrived, max_batch_size)
+
+
 @pytest.mark.parametrize("rho", [0.3, 0.5, 0.7])
 def test_mm1_mean_wait_matches_theory(rho):
     mu = 10.0
@@ -34,25 +48,60 @@ def test_no_batching_hand_case():
     assert (r["batch_size"] == 1).all()
 
 
-def test_max_batch_wait_hand_case():
-    # B=3, wait 0.05 s: the first batch waits for its deadline (only 2 arrive), the second fills at
-    # once, and the last request, long past its deadline, starts when the server frees at 0.72.
+def test_batch_at_a_time_follows_the_policy_it_is_given():
+    # B=3, the policy holds every batch 0.05 s after the server frees: the first batch starts at 0.05
+    # with the 2 arrived by then; the second (server free at 0.25, idle until 0.5) at 0.55 with 3 of the
+    # 4 arrived; the last, queued, at 0.55 + 0.2 + 0.05.
     curve = q.ServiceCurve([1, 3], [0.1, 0.2])
-    r = q.simulate([0.0, 0.01, 0.5, 0.51, 0.52, 0.53], q.MaxBatchWait(3, 0.05), curve)
-    assert r["start"].tolist() == pytest.approx([0.05, 0.05, 0.52, 0.52, 0.52, 0.72])
+    r = q.simulate([0.0, 0.01, 0.5, 0.51, 0.52, 0.53], q.BatchAtATime(3, 0.05, wait_full_wait), curve)
+    assert r["start"].tolist() == pytest.approx([0.05, 0.05, 0.55, 0.55, 0.55, 0.80])
     assert r["batch_size"].tolist() == [2, 2, 3, 3, 3, 1]
     assert r["finish"].iloc[0] == pytest.approx(0.05 + curve.mean(2))
+    now = q.simulate([0.0, 0.01, 0.5, 0.51, 0.52, 0.53], q.BatchAtATime(3, 0.05, start_now), curve)
+    assert now["batch_size"].tolist() == [1, 1, 1, 3, 3, 3]
 
 
-def test_policy_step_examples():
-    p = q.MaxBatchWait(4, 0.010)
-    assert p.start_time(1.0, [0.995], [1.002, 1.003, 1.004]) == (1.004, 4)
-    assert p.start_time(1.0, [0.995], [1.002, 1.003, 1.030]) == (1.005, 3)
-    assert p.start_time(1.0, [0.995], [1.030]) == (1.005, 1)
-    assert p.start_time(1.0, [0.1, 0.2, 0.3, 0.4, 0.5], []) == (1.0, 4)
-    assert p.start_time(1.0, [0.98], [1.001]) == (1.0, 1)  # oldest already past its deadline
-    with pytest.raises(ValueError):
-        p.start_time(1.0, [], [])
+def test_policy_answers_are_checked_and_explained():
+    def early(free_at, queued, upcoming, b, w):
+        return free_at - 1.0, 1
+
+    def too_many(free_at, queued, upcoming, b, w):
+        return free_at, len(queued) + 5
+
+    def not_a_pair(free_at, queued, upcoming, b, w):
+        return free_at
+
+    for bad, match in ((early, "before the server is free"), (too_many, "at most"), (not_a_pair, r"\(start, size\)")):
+        with pytest.raises(ValueError, match=match):
+            q.simulate([0.0, 0.5], q.BatchAtATime(2, 0.0, bad), q.ServiceCurve.constant(0.1))
+    with pytest.raises(TypeError, match="next_batch"):
+        q.BatchAtATime(2, 0.0, None)
+    with pytest.raises(ValueError, match="next_batch"):
+        q.Continuous(4, max_wait_s=0.01)
+
+
+def test_continuous_asks_the_policy_at_step_boundaries():
+    """With a rule that holds requests back, a busy server decodes on and admits them at the first step
+    boundary at or after the rule's start; an idle server sleeps until then."""
+    curve = q.ServiceCurve.constant(0.01)
+    pol = q.Continuous(4, 0.025, wait_full_wait)
+    r = q.simulate([0.0, 0.001], pol, curve, steps=[10, 1])
+    # idle at 0: the rule says 0.025 -> both start together at 0.025
+    assert r["start"].tolist() == pytest.approx([0.025, 0.025])
+    greedy = q.simulate([0.0, 0.001], q.Continuous(4, 0.0, start_now), curve, steps=[10, 1])
+    default = q.simulate([0.0, 0.001], q.Continuous(4), curve, steps=[10, 1])
+    assert greedy.equals(default)
+    assert greedy["start"].tolist() == pytest.approx([0.0, 0.01])
+
+    def deadline_only(free_at, queued, upcoming, max_batch_size, max_wait_s):
+        start = max(free_at, queued[0] + max_wait_s)
+        arrived = len(queued) + int(np.searchsorted(np.asarray(upcoming), start, side="right"))
+        return start, min(arrived, max_batch_size)
+
+    busy = q.simulate([0.0, 0.75], q.Continuous(4, 0.5, deadline_only), q.ServiceCurve.constant(0.25), steps=[10, 1])
+    # request 0 starts at its deadline 0.5; request 1 arrives at 0.75 while it decodes: the rule says 1.25
+    # at the boundaries 0.75 and 1.0, and "now" at 1.25
+    assert busy["start"].tolist() == pytest.approx([0.5, 1.25])
 
 
 def test_continuous_lets_short_requests_leave_early():
@@ -60,7 +109,7 @@ def test_continuous_lets_short_requests_leave_early():
     r = q.simulate([0.0, 0.0], q.Continuous(4), curve, steps=[2, 10])
     assert r["finish"].tolist() == pytest.approx([0.02, 0.10])
     # A static batch would hold the short one until the long one finishes.
-    static = q.simulate([0.0, 0.0], q.MaxBatchWait(4, 0.0), q.ServiceCurve.constant(0.10))
+    static = q.simulate([0.0, 0.0], q.BatchAtATime(4, 0.0, start_now), q.ServiceCurve.constant(0.10))
     assert static["finish"].iloc[0] > r["finish"].iloc[0]
 
 
@@ -82,7 +131,7 @@ def test_batching_beats_no_batching_under_load():
     curve = q.ServiceCurve([1, 8, 32], [0.010, 0.020, 0.060])
     arrivals = q.poisson_arrivals(90, n=4000, seed=1)  # 90% utilisation for the naive server
     naive = q.summarise(q.simulate(arrivals, q.NoBatching(), curve))
-    batched = q.summarise(q.simulate(arrivals, q.MaxBatchWait(8, 0.005), curve))
+    batched = q.summarise(q.simulate(arrivals, q.BatchAtATime(8, 0.005, start_now), curve))
     assert batched["p99_s"] < naive["p99_s"]
     assert batched["mean_batch_size"] > 1
 
@@ -97,14 +146,14 @@ def test_summary_fields_and_utilisation():
 
 def test_max_rate_under_slo_is_monotone_in_slo():
     curve = q.ServiceCurve([1, 8], [0.01, 0.03])
-    tight = q.max_rate_under_slo(curve, q.MaxBatchWait(8, 0.005), slo_p99_s=0.05, n=1500)
-    loose = q.max_rate_under_slo(curve, q.MaxBatchWait(8, 0.005), slo_p99_s=0.2, n=1500)
+    tight = q.max_rate_under_slo(curve, q.BatchAtATime(8, 0.005, start_now), slo_p99_s=0.05, n=1500)
+    loose = q.max_rate_under_slo(curve, q.BatchAtATime(8, 0.005, start_now), slo_p99_s=0.2, n=1500)
     assert 0 < tight <= loose
     assert q.max_rate_under_slo(curve, q.NoBatching(), slo_p99_s=0.001, n=500) == 0.0
 
 
 def test_sweep_shape():
-    df = q.sweep([10, 50], {"naive": q.NoBatching(), "batched": q.MaxBatchWait(8, 0.01)},
+    df = q.sweep([10, 50], {"naive": q.NoBatching(), "batched": q.BatchAtATime(8, 0.01, start_now)},
                  q.ServiceCurve([1, 8], [0.01, 0.03]), n=500)
     assert len(df) == 4 and set(df["policy"]) == {"naive", "batched"}
 
@@ -132,7 +181,7 @@ def test_bad_inputs_are_explained():
     with pytest.raises(ValueError, match="rate"):
         q.poisson_arrivals(0, n=3)
     with pytest.raises(ValueError, match="max_batch_size"):
-        q.MaxBatchWait(0, 0.1)
+        q.BatchAtATime(0, 0.1, start_now)
     with pytest.raises(ValueError, match="unstable"):
         q.mm1_mean_wait(2, 1)
     with pytest.raises(TypeError, match="policy"):
@@ -186,7 +235,8 @@ def test_prefill_one_step_request_finishes_at_prefill():
 
 def test_prefill_rejected_for_static_batching_and_passed_by_helpers():
     with pytest.raises(ValueError, match="prefill"):
-        q.simulate([0.0], q.MaxBatchWait(2, 0.0), q.ServiceCurve.constant(0.1), prefill=q.ServiceCurve.constant(0.1))
+        q.simulate([0.0], q.BatchAtATime(2, 0.0, start_now), q.ServiceCurve.constant(0.1),
+                   prefill=q.ServiceCurve.constant(0.1))
     curve, pre = q.ServiceCurve.constant(0.01), q.ServiceCurve.constant(0.2)
     df = q.sweep([2.0], {"c": q.Continuous(4)}, curve, n=300, steps=3, prefill=pre)
     assert df["p50_s"].iloc[0] >= 0.2 + 2 * 0.01 - 1e-9
@@ -218,7 +268,7 @@ def test_knee_of_md1_curve_is_below_capacity():
 
 
 def test_saturation_rate_hand_cases():
-    assert q.saturation_rate(q.ServiceCurve([1, 8], [0.01, 0.04]), q.MaxBatchWait(8, 0.0)) == pytest.approx(200.0)
+    assert q.saturation_rate(q.ServiceCurve([1, 8], [0.01, 0.04]), q.BatchAtATime(8, 0.0, start_now)) == pytest.approx(200.0)
     assert q.saturation_rate(q.ServiceCurve.constant(0.05), q.NoBatching()) == pytest.approx(20.0)
     step, pre = q.ServiceCurve.constant(0.01), q.ServiceCurve([1, 4], [0.1, 0.4])
     assert q.saturation_rate(step, q.Continuous(4), steps=11, prefill=pre) == pytest.approx(4 / (10 * 0.01 + 0.4))
