@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import dataclasses
 import os
 import platform
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,7 +14,8 @@ import typer
 
 from . import models
 from .grading.config import GradeSettings
-from .serve.local import GRACE_PERIOD_S
+from .serve.config import ServeConfig
+from .serve.config import help_text as serve_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Production AI Trade-offs course kit: check, prepare, run and grade.")
@@ -223,26 +224,29 @@ def grade_cmd(
                f"gradebook: {root_dir / grading.GRADEBOOK}")
 
 
+def _serve_option(name: str, **extra):
+    """A ``tradeoffs serve`` option whose default and help come from :class:`ServeConfig`'s field."""
+    low = {f.name: f.metadata.get("min") for f in dataclasses.fields(ServeConfig)}[name]
+    return typer.Option(getattr(ServeConfig, name), help=serve_help(name), **({"min": low} if low is not None else {}),
+                        **extra)
+
+
 @app.command()
 def serve(
-    port: int = typer.Option(8000, help="TCP port"),
-    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 = every interface)"),
-    max_batch_size: int = typer.Option(16, min=1, help="most requests decoded together (1 = naive, no batching)"),
-    max_wait_ms: float = typer.Option(5.0, min=0, help="longest a request waits for companions before it joins"),
-    max_queue: int = typer.Option(128, min=1, help="most waiting requests; past it clients get HTTP 429"),
-    max_body_bytes: int = typer.Option(2 * 1024 * 1024, min=1024, help="larger request bodies get HTTP 413"),
-    default_max_tokens: int = typer.Option(512, min=1, help="completion budget when a request sets none"),
-    max_step_tokens: int = typer.Option(256, min=2, help="most tokens per forward pass (decode + prompt chunks)"),
-    prefix_cache: bool = typer.Option(True, help="reuse the KV cache of shared prompt prefixes"),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: $OMP_NUM_THREADS, else every core)"),
-    device: str = typer.Option("cpu", help="cpu | cuda | mps | auto"),
-    embedder: bool = typer.Option(True, help="also load MiniLM and serve /v1/embeddings "
-                                             "(--no-embedder: chat only, starts seconds sooner)"),
-    log_level: str = typer.Option("info", help="debug | info | warning | error"),
-    grace_period: float = typer.Option(
-        GRACE_PERIOD_S, min=0,
-        help="seconds running requests get to finish when the server is stopped; then they get a "
-             "retryable 503"),
+    port: int = _serve_option("port"),
+    host: str = _serve_option("host"),
+    max_batch_size: int = _serve_option("max_batch_size"),
+    max_wait_ms: float = _serve_option("max_wait_ms"),
+    max_queue: int = _serve_option("max_queue"),
+    max_body_bytes: int = _serve_option("max_body_bytes"),
+    default_max_tokens: int = _serve_option("default_max_tokens"),
+    max_step_tokens: int = _serve_option("max_step_tokens"),
+    prefix_cache: bool = _serve_option("prefix_cache"),
+    threads: Optional[int] = _serve_option("threads"),
+    device: str = _serve_option("device"),
+    embedder: bool = _serve_option("embedder"),
+    log_level: str = _serve_option("log_level"),
+    grace_period: float = _serve_option("grace_period"),
 ) -> None:
     """Serve the chat model and the embedder with an OpenAI-compatible API.
 
@@ -257,10 +261,15 @@ def serve(
     from .serve.app import run_server
 
     try:
-        run_server(host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                   max_queue=max_queue, max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens,
-                   max_step_tokens=max_step_tokens, prefix_cache=prefix_cache, threads=threads, device=device,
-                   log_level=log_level, embedder=embedder, grace_period=grace_period)
+        config = ServeConfig(host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                             max_queue=max_queue, max_body_bytes=max_body_bytes,
+                             default_max_tokens=default_max_tokens, max_step_tokens=max_step_tokens,
+                             prefix_cache=prefix_cache, threads=threads, device=device, embedder=embedder,
+                             log_level=log_level, grace_period=grace_period)
+    except ValueError as exc:
+        _fail(f"serve: {exc}", code=2)
+    try:
+        run_server(config)
     except models.ModelArtifactError as exc:
         _fail(f"serve failed: {exc}")
     except KeyboardInterrupt:  # Ctrl-C while the models were still loading: nothing to drain

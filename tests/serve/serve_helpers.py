@@ -19,9 +19,9 @@ class InProcessServer:
     def __init__(self, chat, **options) -> None:
         import uvicorn
 
-        from tradeoffs.serve import create_app
+        from tradeoffs.serve import ServeConfig, create_app
 
-        self.app = create_app(chat, load_embedder=False, **options)
+        self.app = create_app(ServeConfig(embedder=False, **options), chat=chat)
         self.port = free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on")

@@ -153,6 +153,6 @@ def test_shutdown_flags_reach_the_server_command():
     cmd = srv.command()
     assert cmd[cmd.index("--grace-period") + 1] == "2.5"
     assert srv.stop_timeout == 7.5
-    with pytest.raises(ValueError, match="grace_period"):
+    with pytest.raises(ValueError, match="--grace-period must be >= 0"):
         LocalServer(grace_period=-1)
 

@@ -233,10 +233,10 @@ def test_drain_fails_queued_requests_at_once_and_abort_ends_the_running_ones():
 
 
 def test_shutting_down_is_a_retryable_openai_shaped_503():
-    from tradeoffs.serve.app import _engine_error
+    from tradeoffs.serve.errors import engine_error
     from tradeoffs.serve.scheduler import ShuttingDown
 
-    err = _engine_error(ShuttingDown("the server is shutting down and did not start this request", 1))
+    err = engine_error(ShuttingDown("the server is shutting down and did not start this request", 1))
     assert err.status == 503 and err.headers == {"Retry-After": "1"}
     assert set(err.body()["error"]) == {"message", "type", "param", "code"}
     assert err.body()["error"]["code"] == "server_shutting_down"

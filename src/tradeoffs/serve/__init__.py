@@ -14,8 +14,9 @@ Labs 1 and 4 talk to it with the official ``openai`` client, exactly as they wou
 
 From a shell: ``tradeoffs serve --port 8000 --max-batch-size 16 --max-wait-ms 5``.
 
-Modules: :mod:`.engine` (continuous batching over the model), :mod:`.scheduler` (bounded queue,
-admission policy, the engine thread), :mod:`.app` (HTTP routes, validation, OpenAI-shaped errors),
+Modules: :mod:`.config` (:class:`ServeConfig`: every default, once), :mod:`.engine` (continuous
+batching over the model), :mod:`.scheduler` (bounded queue, admission policy, the engine thread),
+:mod:`.protocol` (the request bodies), :mod:`.errors` (OpenAI-shaped errors), :mod:`.app` (HTTP routes),
 :mod:`.metrics` (Prometheus), :mod:`.local` (:class:`LocalServer`), :mod:`.shutdown` (the bounded
 stop on SIGTERM or Ctrl-C). Importing this package is cheap: torch and FastAPI load only when
 ``create_app`` or the engine is used.
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import GRACE_PERIOD_S, ServeConfig
 from .local import LocalServer, ServerStartError, free_port
 
-__all__ = ["LocalServer", "ServerStartError", "free_port", "create_app", "run_server", "BatchEngine",
-           "Scheduler", "SamplingParams", "GenRequest"]
+__all__ = ["ServeConfig", "GRACE_PERIOD_S", "LocalServer", "ServerStartError", "free_port", "create_app", "run_server",
+           "BatchEngine", "Scheduler", "SamplingParams", "GenRequest"]
 
 _LAZY = {
-    "create_app": ".app", "run_server": ".app", "DEFAULTS": ".app",
+    "create_app": ".app", "run_server": ".app",
     "BatchEngine": ".engine", "SamplingParams": ".engine", "GenRequest": ".engine",
     "Scheduler": ".scheduler", "QueueFull": ".scheduler",
 }

@@ -25,7 +25,7 @@ that says whose fault it was: 400 bad request, 404 unknown model or route, 413 b
 429 queue full (with ``Retry-After``), 500/503 server side. A bad request never stops the server.
 
 Stopping (SIGTERM or Ctrl-C) is bounded by a grace period (``--grace-period``, default
-:data:`~tradeoffs.serve.local.GRACE_PERIOD_S` seconds; see :mod:`.shutdown`): new connections are
+:data:`~tradeoffs.serve.config.GRACE_PERIOD_S` seconds; see :mod:`.shutdown`): new connections are
 refused, queued requests get a retryable 503 with ``Retry-After`` at once, running ones may finish
 within the grace period and then get the same 503 (a stream: an error event, then the end); a
 second signal ends it at once.
@@ -41,146 +41,27 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Literal, Optional, Union
+import dataclasses
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, models
+from .config import ServeConfig
 from .engine import BatchEngine, GenRequest, SamplingParams
-from .local import GRACE_PERIOD_S
+from .errors import APIError, admission_errors, engine_error, validation_error
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .scheduler import EngineStopped, QueueFull, Scheduler, ShuttingDown
+from .protocol import MAX_EMBED_INPUTS, MAX_STOP, ChatRequest, EmbeddingRequest
+from .scheduler import EngineStopped, Scheduler
 
-__all__ = ["create_app", "APIError", "DEFAULTS"]
+__all__ = ["create_app", "run_server", "APIError", "ServeConfig"]
 
 log = logging.getLogger("tradeoffs.serve")
 
-DEFAULTS = {
-    "max_batch_size": 16,
-    "max_wait_ms": 5.0,
-    "max_step_tokens": 256,
-    "prefix_cache": True,
-    "max_queue": 128,
-    "max_body_bytes": 2 * 1024 * 1024,
-    "default_max_tokens": 512,
-}
-MAX_STOP = 4
-MAX_EMBED_INPUTS = 2048
-_NUMBER = Union[StrictInt, StrictFloat]
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-class APIError(Exception):
-    """An error to return to the client in OpenAI's shape.
-
-    Examples
-    --------
-    >>> e = APIError(400, "messages must not be empty", param="messages")
-    >>> e.body()["error"]["type"]
-    'invalid_request_error'
-    """
-
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type = status, message, type
-        self.param, self.code, self.headers = param, code, headers or {}
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean",
-               "list": "an array", "dict": "an object", "model": "an object"}
-
-
-def _validation_error(exc: ValidationError) -> APIError:
-    """Turn pydantic's first complaint into one readable OpenAI-style error."""
-    err = exc.errors(include_url=False)[0]
-    kind = err.get("type", "")
-    # keep field names and list indices; drop the union-branch tags pydantic adds ('str', 'list[int]'...)
-    loc = [str(p) for p in err.get("loc", ()) if isinstance(p, int) or p in _FIELD_NAMES]
-    param = ".".join(loc) or None
-    if kind == "json_invalid":
-        return APIError(400, "We could not parse the JSON body of your request: "
-                        f"{err.get('ctx', {}).get('error', 'invalid JSON')}. Send a JSON object, e.g. "
-                        '{"model": "...", "messages": [{"role": "user", "content": "Hi"}]}.',
-                        code="invalid_json")
-    if kind == "missing":
-        return APIError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
-    if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
-        return APIError(400, "The request body must be a JSON object.", code="invalid_type")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        expected = next((v for k, v in _TYPE_NAMES.items() if kind.startswith(k)), kind.replace("_type", ""))
-        got = type(err.get("input")).__name__
-        return APIError(400, f"Invalid type for '{param}': expected {expected}, but got {got} "
-                        f"({err.get('input')!r:.60}) instead.", param=param, code="invalid_type")
-    return APIError(400, f"Invalid value for '{param}': {err.get('msg', 'invalid')}.", param=param,
-                    code="invalid_value")
-
-
-# --------------------------------------------------------------------------------------------
-# Request schemas (strict: "5" is not an integer, as with OpenAI)
-# --------------------------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-
-class TextPart(_Strict):
-    type: Literal["text"]
-    text: StrictStr
-
-
-class Message(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Union[StrictStr, list[TextPart]]
-    name: Optional[StrictStr] = None
-
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
-
-
-class StreamOptions(_Strict):
-    include_usage: StrictBool = False
-
-
-class ChatRequest(_Strict):
-    model: StrictStr
-    messages: list[Message]
-    max_tokens: Optional[StrictInt] = None
-    max_completion_tokens: Optional[StrictInt] = None
-    temperature: Optional[_NUMBER] = None
-    top_p: Optional[_NUMBER] = None
-    stop: Union[StrictStr, list[StrictStr], None] = None
-    seed: Optional[StrictInt] = None
-    n: Optional[StrictInt] = None
-    stream: Optional[StrictBool] = False
-    stream_options: Optional[StreamOptions] = None
-    presence_penalty: Optional[_NUMBER] = None
-    frequency_penalty: Optional[_NUMBER] = None
-    logprobs: Optional[StrictBool] = None
-    user: Optional[StrictStr] = None
-
-
-class EmbeddingRequest(_Strict):
-    model: StrictStr
-    input: Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[StrictInt] = None
-    user: Optional[StrictStr] = None
-
-
-_FIELD_NAMES = {name for cls in (TextPart, Message, StreamOptions, ChatRequest, EmbeddingRequest)
-                for name in cls.model_fields}
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,39 +90,19 @@ class _State:
         return [{"id": i, "object": "model", "created": self.created, "owned_by": "tradeoffs"} for i in ids]
 
 
-def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_batch_size"],
-               max_wait_ms: float = DEFAULTS["max_wait_ms"], max_queue: int = DEFAULTS["max_queue"],
-               max_body_bytes: int = DEFAULTS["max_body_bytes"],
-               default_max_tokens: int = DEFAULTS["default_max_tokens"],
-               max_step_tokens: int = DEFAULTS["max_step_tokens"], prefix_cache: bool = DEFAULTS["prefix_cache"],
-               device: str = "cpu", load_embedder: bool = True) -> FastAPI:
+def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, **overrides: Any) -> FastAPI:
     """Build the FastAPI app over the kit's chat model and embedder.
 
     Parameters
     ----------
+    config : ServeConfig, optional
+        The batching policy, limits and device (default: ``ServeConfig()``); ``overrides`` replace
+        single fields (``create_app(max_batch_size=8)``). ``config.embedder=False`` serves chat only:
+        ``/v1/embeddings`` answers 404, and start-up skips loading MiniLM (seconds on a CPU).
     chat : tradeoffs.models.ChatModel, optional
-        Loaded with :func:`tradeoffs.models.load_chat_model` when omitted.
+        Loaded with :func:`tradeoffs.models.load_chat_model` on ``config.device`` when omitted.
     embedder : tradeoffs.models.Embedder, optional
-        Loaded with :func:`tradeoffs.models.load_embedder` when omitted and ``load_embedder``.
-    load_embedder : bool
-        ``False`` serves chat only: ``/v1/embeddings`` answers 404, and start-up skips loading
-        MiniLM (seconds on a CPU).
-    max_batch_size : int
-        Most requests decoded together (1 = the naive one-at-a-time baseline).
-    max_wait_ms : float
-        Longest a request waits for companions before it joins the batch anyway.
-    max_queue : int
-        Most waiting requests; past it the server answers 429 with ``Retry-After``.
-    max_body_bytes : int
-        Larger request bodies get 413.
-    default_max_tokens : int
-        Completion budget when a request sets neither ``max_tokens`` nor ``max_completion_tokens``.
-    max_step_tokens : int
-        Most tokens in one forward pass: decode tokens plus chunks of prompts being prefilled.
-    prefix_cache : bool
-        Reuse the keys and values of prompt prefixes that requests share (e.g. the system prompt).
-    device : str
-        Where to load the models when they are not passed in.
+        Loaded with :func:`tradeoffs.models.load_embedder` when omitted and ``config.embedder``.
 
     Returns
     -------
@@ -253,17 +114,19 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
     >>> import uvicorn                                                  # doctest: +SKIP
     >>> uvicorn.run(create_app(max_batch_size=8), port=8000)             # doctest: +SKIP
     """
+    config = dataclasses.replace(config or ServeConfig(), **overrides)
+    device = config.device
     chat = chat if chat is not None else models.load_chat_model(device)
-    if embedder is None and load_embedder:
+    if embedder is None and config.embedder:
         embedder = models.load_embedder(device)
     metrics = ServerMetrics()
-    engine = BatchEngine.from_chat_model(chat, max_batch_size=max_batch_size,
-                                         max_step_tokens=max(max_step_tokens, max_batch_size + 1),
-                                         prefix_cache=prefix_cache)
+    engine = BatchEngine.from_chat_model(chat, max_batch_size=config.max_batch_size,
+                                         max_step_tokens=config.max_step_tokens, prefix_cache=config.prefix_cache)
     chat_id = models.CHAT_MODEL_ID if chat.name == models.CHAT_MODEL_NAME else chat.name
-    scheduler = Scheduler(engine, max_wait_ms=max_wait_ms, max_queue=max_queue, metrics=metrics, model_id=chat_id)
-    state = _State(chat, embedder, scheduler, metrics, max_body_bytes=max_body_bytes,
-                   default_max_tokens=default_max_tokens)
+    scheduler = Scheduler(engine, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, metrics=metrics,
+                          model_id=chat_id)
+    state = _State(chat, embedder, scheduler, metrics, max_body_bytes=config.max_body_bytes,
+                   default_max_tokens=config.default_max_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -331,7 +194,7 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
         req = await _parse_body(request, ChatRequest, state.max_body_bytes)
         gen = _build_generation(state, req)
         loop = asyncio.get_running_loop()
-        with _admission_errors():
+        with admission_errors():
             ticket = scheduler.submit(gen, loop, stream=bool(req.stream))
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
@@ -355,12 +218,12 @@ def create_app(chat=None, embedder=None, *, max_batch_size: int = DEFAULTS["max_
         req = await _parse_body(request, EmbeddingRequest, state.max_body_bytes)
         texts = _check_embedding_request(state, req)
         t0 = time.perf_counter()
-        with _admission_errors():
+        with admission_errors():
             fut = scheduler.run_job(lambda: embedder.encode(texts, batch_size=32), asyncio.get_running_loop())
         try:
             vectors = await fut
         except EngineStopped as exc:
-            raise _engine_error(exc) from None
+            raise engine_error(exc) from None
         metrics.embed_batch.observe(len(texts))
         metrics.latency_seconds.labels("embeddings").observe(time.perf_counter() - t0)
         n_tokens = sum(embedder.count_tokens(texts))
@@ -395,19 +258,7 @@ async def _parse_body(request: Request, schema: type[BaseModel], limit: int) -> 
     try:
         return schema.model_validate_json(body)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
-
-
-@contextlib.contextmanager
-def _admission_errors():
-    """A full queue is a 429 with ``Retry-After``; a stopped engine is a 503."""
-    try:
-        yield
-    except QueueFull as exc:
-        raise APIError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded",
-                       headers={"Retry-After": str(exc.retry_after)}) from None
-    except EngineStopped as exc:
-        raise _engine_error(exc) from None
+        raise validation_error(exc) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -531,18 +382,7 @@ async def _final_event(ticket) -> GenRequest:
         if kind == "done":
             return payload
         if kind == "error":
-            raise _engine_error(payload)
-
-
-def _engine_error(exc: Exception) -> APIError:
-    if isinstance(exc, ShuttingDown):  # retryable: nothing is wrong with the request
-        text = str(exc).rstrip(".")
-        return APIError(503, f"{text[:1].upper()}{text[1:]}.", type="server_error",
-                        code="server_shutting_down", headers={"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, EngineStopped):
-        return APIError(503, str(exc), type="server_error", code="engine_stopped")
-    return APIError(500, f"Generation failed ({type(exc).__name__}: {exc}). The server is still running.",
-                    type="server_error")
+            raise engine_error(payload)
 
 
 def _usage(r: GenRequest) -> dict:
@@ -599,7 +439,7 @@ async def _sse(state: _State, ticket, rid: str, include_usage: bool):
                 break
             else:
                 finished = True
-                err = _engine_error(payload)
+                err = engine_error(payload)
                 yield f"data: {json.dumps(err.body())}\n\n"
                 break
         yield "data: [DONE]\n\n"
@@ -666,19 +506,13 @@ def default_threads() -> int:
     return int(first) if first.isdigit() and int(first) > 0 else available_cores()
 
 
-def run_server(*, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int = DEFAULTS["max_batch_size"],
-               max_wait_ms: float = DEFAULTS["max_wait_ms"], max_queue: int = DEFAULTS["max_queue"],
-               max_body_bytes: int = DEFAULTS["max_body_bytes"],
-               default_max_tokens: int = DEFAULTS["default_max_tokens"],
-               max_step_tokens: int = DEFAULTS["max_step_tokens"], prefix_cache: bool = DEFAULTS["prefix_cache"],
-               threads: int | None = None, device: str = "cpu", log_level: str = "info",
-               embedder: bool = True, grace_period: float = GRACE_PERIOD_S) -> None:
+def run_server(config: ServeConfig | None = None) -> None:
     """Load the models and serve until stopped (what ``tradeoffs serve`` runs).
 
-    Sets torch's intra-op threads to ``threads`` (default: :func:`default_threads`). Run
+    Sets torch's intra-op threads to ``config.threads`` (default: :func:`default_threads`). Run
     through ``tradeoffs serve``, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (set it before starting
     to override): on a CPU shared with other jobs, spinning OpenMP threads slow everything down.
-    SIGTERM or Ctrl-C stops it within ``grace_period`` seconds (and about one more); a second
+    SIGTERM or Ctrl-C stops it within ``config.grace_period`` seconds (and about one more); a second
     signal at once (see :class:`~tradeoffs.serve.shutdown.GracefulServer`).
     """
     import torch
@@ -686,16 +520,14 @@ def run_server(*, host: str = "127.0.0.1", port: int = 8000, max_batch_size: int
 
     from .shutdown import GracefulServer
 
-    torch.set_num_threads(int(threads or default_threads()))
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+    config = config or ServeConfig()
+    torch.set_num_threads(int(config.threads or default_threads()))
+    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                     max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens,
-                     max_step_tokens=max_step_tokens, prefix_cache=prefix_cache, device=device,
-                     load_embedder=embedder)
+    app = create_app(config)
     log.info("serving %s on http://%s:%d/v1 (max_batch_size=%d, max_wait_ms=%g, max_queue=%d, threads=%d)",
-             app.state.tradeoffs.chat_id, host, port, max_batch_size, max_wait_ms, max_queue,
-             torch.get_num_threads())
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_keep_alive=30)
-    GracefulServer(config, app.state.tradeoffs.scheduler, grace_period=grace_period).run()
+             app.state.tradeoffs.chat_id, config.host, config.port, config.max_batch_size, config.max_wait_ms,
+             config.max_queue, torch.get_num_threads())
+    server_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
+                                   access_log=False, timeout_keep_alive=30)
+    GracefulServer(server_config, app.state.tradeoffs.scheduler, grace_period=config.grace_period).run()

@@ -52,6 +52,8 @@ from typing import Any, Sequence
 
 import torch
 
+from .config import ServeConfig
+
 __all__ = ["SamplingParams", "GenRequest", "BatchEngine", "TextStream", "sample_token", "estimate_cache_bytes"]
 
 ATTN_NAME = "tradeoffs_packed"
@@ -342,8 +344,8 @@ class BatchEngine:
     """
 
     def __init__(self, model: Any, eos_token_ids: Sequence[int], context_length: int, *,
-                 max_batch_size: int = 16, max_step_tokens: int = 256, prefix_cache: bool = True,
-                 min_prefix_tokens: int = 16, prefix_entries: int = 8) -> None:
+                 max_batch_size: int = ServeConfig.max_batch_size, max_step_tokens: int = ServeConfig.max_step_tokens,
+                 prefix_cache: bool = ServeConfig.prefix_cache, min_prefix_tokens: int = 16, prefix_entries: int = 8) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_step_tokens < max_batch_size + 1:

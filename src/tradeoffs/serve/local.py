@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -18,16 +19,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from .config import GRACE_PERIOD_S, ServeConfig
 
 __all__ = ["LocalServer", "ServerStartError", "free_port", "GRACE_PERIOD_S"]
 
-#: Seconds a stopping server gives the requests it is running before it ends them with a retryable
-#: 503 (``tradeoffs serve --grace-period``, ``LocalServer(grace_period=...)``). Queued requests get
-#: the 503 at once. Ten seconds lets a typical short chat reply finish, and fits inside the 30 s
-#: Kubernetes waits by default before it kills a stopping pod
-#: (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination).
-GRACE_PERIOD_S = 10.0
 
 
 class ServerStartError(RuntimeError):
@@ -69,22 +66,20 @@ class LocalServer:
 
     Parameters
     ----------
-    max_batch_size, max_wait_ms, max_queue : int, float, int
-        The batching policy (see ``tradeoffs serve --help``).
+    config : ServeConfig, optional
+        The server's configuration (default: ``ServeConfig(log_level="warning")``).
+    **fields
+        Any :class:`~tradeoffs.serve.config.ServeConfig` field, replacing the config's value: the
+        batching policy (``max_batch_size``, ``max_wait_ms``, ``max_queue``), ``threads``,
+        ``grace_period`` (seconds running requests get when the server stops; queued ones are
+        refused at once with a retryable 503), ``embedder=False`` (chat only: ``/v1/embeddings``
+        answers 404 and the server starts seconds sooner), ...
     port : int, optional
         Default: a free port.
-    host : str
-    threads : int, optional
-        Torch threads in the server (default: ``$OMP_NUM_THREADS`` when set, else every core).
     startup_timeout : float
         Seconds to wait for ``/health``.
-    grace_period : float
-        Seconds the server gives its running requests when it is stopped (default
-        :data:`GRACE_PERIOD_S`); queued ones are refused at once with a retryable 503.
     stop_timeout : float, optional
         Seconds to wait after SIGTERM before SIGKILL (default: ``grace_period`` + 5).
-    embedder : bool
-        ``False``: chat only (``/v1/embeddings`` answers 404); the server starts seconds sooner.
     extra_args : sequence of str
         More ``tradeoffs serve`` options, e.g. ``["--max-body-bytes", "4096"]``.
     env : dict, optional
@@ -109,20 +104,14 @@ class LocalServer:
     ...         messages=[{"role": "user", "content": "Say hi"}])
     """
 
-    def __init__(self, *, max_batch_size: int = 16, max_wait_ms: float = 5.0, max_queue: int = 128,
-                 port: int | None = None, host: str = "127.0.0.1", threads: int | None = None,
-                 startup_timeout: float = 180.0, grace_period: float = GRACE_PERIOD_S,
-                 stop_timeout: float | None = None, embedder: bool = True,
-                 extra_args: Sequence[str] = (), env: dict | None = None) -> None:
-        if not grace_period >= 0:
-            raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period!r}")
-        self.options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_queue": max_queue}
-        self.host, self.port = host, port
-        self.threads = threads
-        self.embedder = bool(embedder)
-        self.grace_period = float(grace_period)
+    def __init__(self, config: ServeConfig | None = None, *, port: int | None = None, startup_timeout: float = 180.0,
+                 stop_timeout: float | None = None, extra_args: Sequence[str] = (), env: dict | None = None,
+                 **fields: Any) -> None:
+        base = config or ServeConfig(log_level="warning")
+        self.config = dataclasses.replace(base, **fields)  # a bad value raises ValueError naming the flag
+        self.host, self.port = self.config.host, port
         self.startup_timeout = float(startup_timeout)
-        self.stop_timeout = float(stop_timeout) if stop_timeout is not None else self.grace_period + 5.0
+        self.stop_timeout = float(stop_timeout) if stop_timeout is not None else self.config.grace_period + 5.0
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.process: subprocess.Popen | None = None
@@ -141,17 +130,9 @@ class LocalServer:
         return f"{self.url}/v1"
 
     def command(self) -> list[str]:
-        """The command line that starts the server."""
-        cmd = [sys.executable, "-m", "tradeoffs.cli", "serve", "--host", self.host, "--port", str(self.port),
-               "--max-batch-size", str(self.options["max_batch_size"]),
-               "--max-wait-ms", str(self.options["max_wait_ms"]),
-               "--max-queue", str(self.options["max_queue"]), "--grace-period", f"{self.grace_period:g}",
-               "--log-level", "warning"]
-        if self.threads:
-            cmd += ["--threads", str(self.threads)]
-        if not self.embedder:
-            cmd.append("--no-embedder")
-        return cmd + self.extra_args
+        """The command line that starts the server: ``tradeoffs serve`` with every field of :attr:`config`."""
+        config = dataclasses.replace(self.config, port=self.port if self.port is not None else self.config.port)
+        return [sys.executable, "-m", "tradeoffs.cli", "serve", *config.cli_args(), *self.extra_args]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -246,4 +227,5 @@ class LocalServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         where = self.url if self.port is not None else "no port yet"
-        return f"LocalServer({where}, {state}, {self.options})"
+        policy = {k: getattr(self.config, k) for k in ("max_batch_size", "max_wait_ms", "max_queue")}
+        return f"LocalServer({where}, {state}, {policy})"

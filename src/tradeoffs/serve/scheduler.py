@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from .config import ServeConfig
 from .engine import BatchEngine, GenRequest
 from .metrics import ServerMetrics
 
@@ -158,7 +159,8 @@ class Scheduler:
     >>> kind, payload = await ticket.events.get()                                   # doctest: +SKIP
     """
 
-    def __init__(self, engine: BatchEngine, *, max_wait_ms: float = 10.0, max_queue: int = 64,
+    def __init__(self, engine: BatchEngine, *, max_wait_ms: float = ServeConfig.max_wait_ms,
+                 max_queue: int = ServeConfig.max_queue,
                  metrics: ServerMetrics | None = None, model_id: str = "model") -> None:
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")

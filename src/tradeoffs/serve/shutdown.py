@@ -8,7 +8,7 @@
    error shape (``code: "server_shutting_down"``), and so does any request that arrives on a
    connection that was already open; idle keep-alive connections are closed;
 3. the requests already running keep going for up to ``grace_period`` seconds (default
-   :data:`~tradeoffs.serve.local.GRACE_PERIOD_S`);
+   :data:`~tradeoffs.serve.config.GRACE_PERIOD_S`);
 4. when the grace period ends, each request still running gets the same retryable 503 (a stream
    gets an error event and then ``[DONE]``), and the process exits, about a second later at most.
 
@@ -27,7 +27,7 @@ from types import FrameType
 
 import uvicorn
 
-from .local import GRACE_PERIOD_S
+from .config import GRACE_PERIOD_S
 from .scheduler import Scheduler
 
 __all__ = ["GracefulServer", "GRACE_PERIOD_S"]
