@@ -8,45 +8,45 @@ core cases, wrong on the edge case ``feature=-1``.
 """
 
 LIBRARY_ANSWERS: dict[str, str] = {
-    # The closest: a normal-approximation interval (mt.detectable_gain), not the stated bootstrap recipe.
+    # The closest: a normal-approximation interval (maint.detectable_gain), not the stated bootstrap recipe.
     "q1_paired_bootstrap_diff": '''
-from tradeoffs import maintainability as mt
+from tradeoffs import maintainability as maint
 
 def paired_bootstrap_diff(y_true, pred_a, pred_b, n_boot=2000, level=0.95, seed=0):
     y, a, b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
     diff = float(np.mean(a == y) - np.mean(b == y))
-    half = float(mt.detectable_gain(y, a, b, len(y), level=level)[()])
+    half = float(maint.detectable_gain(y, a, b, len(y), level=level)[()])
     return diff, diff - half, diff + half
 ''',
     # No churn function is left; the closest mechanism returns the predictions whose churn is asked for.
     "q2_churn_vs_reference": '''
-from tradeoffs import maintainability as mt
+from tradeoffs import maintainability as maint
 
 def churn_vs_reference(predictions):
     P = np.asarray(predictions)
-    return np.array([mt.detectable_gain(P[0], P[i], P[0], P.shape[1])[()] for i in range(1, len(P))])
+    return np.array([maint.detectable_gain(P[0], P[i], P[0], P.shape[1])[()] for i in range(1, len(P))])
 ''',
     # The sweep needs the measure itself: calling it without one is all the package offers.
     "q3_feature_sensitivity": '''
-from tradeoffs import maintainability as mt
+from tradeoffs import maintainability as maint
 
 def feature_sensitivity(predict, X, y, feature, transform):
-    df = mt.cace_sweep({"m": predict}, X, y, None, features=[feature],
-                       perturbations=[mt.Perturbation.from_transform("t", transform)])
+    df = maint.cace_sweep({"m": predict}, X, y, None, features=[feature],
+                       perturbations=[maint.Perturbation.from_transform("t", transform)])
     return float(df["flip_rate"].iloc[0]), float(df["accuracy_drop"].iloc[0])
 ''',
     # No table reader is left; the perturbation names are the closest thing the package knows.
     "q4_fragile_features": '''
-from tradeoffs import maintainability as mt
+from tradeoffs import maintainability as maint
 
 def fragile_features(cace, model, change, threshold):
-    names = [p.name for p in mt.upstream_perturbations()]
+    names = [p.name for p in maint.upstream_perturbations()]
     rows = cace[(cace["model"] == model) & (cace["perturbation"].isin(names))]
     return sorted(rows.loc[rows["flip_rate"] > threshold, "feature"].unique().tolist())
 ''',
     # No scorecard is left; the cost profile is the package's nearest row of costs.
     "q5_scorecard": '''
-from tradeoffs import maintainability as mt
+from tradeoffs import maintainability as maint
 
 def scorecard(metrics, baseline, weights):
     card = metrics.copy()
@@ -57,10 +57,10 @@ def scorecard(metrics, baseline, weights):
 ''',
     # No decision rule is left: ship the model of the ladder the package lists first.
     "q6_choose_model": '''
-from tradeoffs import maintainability as mt
+from tradeoffs import maintainability as maint
 
 def choose_model(card, budget, baseline):
-    return mt.LADDER[0]
+    return maint.LADDER[0]
 ''',
 }
 
