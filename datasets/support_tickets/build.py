@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tradeoffs import data
+from tradeoffs import data, files
 
 HERE = Path(__file__).resolve().parent
 RAW_DIR = HERE / "raw"
@@ -388,7 +388,7 @@ def update_datasheet(csv_path: Path = OUT_FILE, datasheet: Path = DATASHEET) -> 
     _, tail = rest.split(END_MARK, 1)
     new = head + block + tail
     if new != text:
-        data._atomic_write_text(datasheet, new)
+        files.atomic_write(datasheet, new)
     return new != text
 
 
@@ -420,7 +420,7 @@ def build(raw_dir: Path = RAW_DIR, out: Path = OUT_FILE, seed: int = SEED, stric
         return 1
     changed = not out.exists() or out.read_text(encoding="utf-8") != text
     if changed:
-        data._atomic_write_text(out, text)
+        files.atomic_write(out, text)
     log(f"{'wrote' if changed else 'unchanged'} {out} ({len(rows)} rows)")
     if datasheet is not None and update_datasheet(out, Path(datasheet)):
         log(f"updated the composition block of {datasheet}")

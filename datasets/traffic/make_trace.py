@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tradeoffs import data
+from tradeoffs import data, files
 
 HERE = Path(__file__).resolve().parent
 OUT_FILE = HERE / "trace.csv"
@@ -315,7 +315,7 @@ def update_datasheet(csv_path: Path, tickets_sha256: str, datasheet: Path = DATA
     _, tail = rest.split(END_MARK, 1)
     new = head + composition_markdown(data.read_trace_csv(csv_path), tickets_sha256) + tail
     if new != text:
-        data._atomic_write_text(datasheet, new)
+        files.atomic_write(datasheet, new)
     return new != text
 
 
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
     out = args.out
     changed = not out.exists() or out.read_text(encoding="utf-8") != text
     if changed:
-        data._atomic_write_text(out, text)
+        files.atomic_write(out, text)
     print(f"{'wrote' if changed else 'unchanged'} {out} ({text.count(chr(10)) - 1} requests)")
     if not args.no_datasheet and out.resolve() == OUT_FILE:
         if update_datasheet(out, data.sha256_file(args.tickets)):

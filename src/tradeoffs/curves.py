@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .noise import _check_labels, _check_rate, _fit_quiet, _one_thread, default_classifier
+from .noise import _check_labels, _check_rate, _fit_quiet, default_classifier
+from .threads import limit_threads
 
 #: ``noise(y, rate, seed=..., **noise_kwargs) -> (noisy_labels, flipped)``
 NoiseFn = Callable[..., tuple]
@@ -118,7 +119,7 @@ def learning_curve_grid(X: Any, y: Any, X_test: Any, y_test: Any, *, sizes: Sequ
 
         bar = tqdm(total=total, desc="learning curves", unit="fit")
     rows = []
-    with _one_thread():
+    with limit_threads(1):
         for seed in seeds:
             order = _rng(seed).permutation(labels.size)
             for size in sizes:

@@ -17,18 +17,18 @@ command: ``python -m tradeoffs.data rebuild``. ``python -m tradeoffs.data verify
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .files import atomic_write, sha256_file
 
 SPLIT_SEED = 20260101  # the fixed seed of every sklearn split in the kit
 
@@ -128,23 +128,6 @@ def _root(root: str | Path | None) -> Path:
     return Path(root).resolve() if root is not None else datasets_dir()
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"; _ = p.write_bytes(b"abc")
-    >>> sha256_file(p)[:16]
-    'ba7816bf8f01cfea'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_files(root: str | Path | None = None) -> list[str]:
     """The data files SHA256SUMS should cover, as sorted POSIX paths relative to ``datasets/``."""
     base = _root(root)
@@ -189,7 +172,7 @@ def write_manifest(root: str | Path | None = None) -> Path:
     lines = [f"{sha256_file(base / rel)}  {rel}\n" for rel in manifest_files(base)]
     if not lines:
         raise DatasetError(f"no data files under {base} to list in {MANIFEST_NAME}. Fix: run `{FIX_REBUILD}`.")
-    return _atomic_write_text(base / MANIFEST_NAME, "".join(lines))
+    return atomic_write(base / MANIFEST_NAME, "".join(lines))
 
 
 def _fix_for(rel: str) -> str:
@@ -264,21 +247,6 @@ def verify_checksums(root: str | Path | None = None) -> dict[str, str]:
     if problems:
         raise DatasetError(f"{len(problems)} dataset problem(s):\n- " + "\n- ".join(problems))
     return dict(manifest)
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped files are world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------

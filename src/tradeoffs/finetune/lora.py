@@ -438,7 +438,7 @@ class LoRAIntentClassifier:
         model = self._require_model()
         if self.merged:
             raise RuntimeError("the adapter was merged into the weights; save before merge()")
-        from ..models import atomic_directory
+        from ..files import atomic_directory
 
         path = Path(path)
         with atomic_directory(path) as tmp:

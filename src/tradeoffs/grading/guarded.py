@@ -17,6 +17,7 @@ from typing import Any
 
 from . import sandbox
 from ..execute import repo_root
+from ..threads import thread_env
 from .config import GradeSettings
 from .results import _atomic_write_text
 
@@ -62,8 +63,7 @@ def _kernel_environment(workdir: Path, cache: Path, threads: int | None) -> dict
         "OMP_WAIT_POLICY": "PASSIVE",
     }
     if threads:
-        for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
-            env[key] = str(threads)
+        env.update(thread_env(threads))
     return env
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ..files import atomic_write
 from .config import COURSE_ID, CSV_FIELDS, _ensure_nbgrader_tools
 from .release import _generate_assignment
 
@@ -77,16 +78,8 @@ class GradeResult:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Grading's files (grades, job files, reports) are written all at once and readable by the grader only."""
+    atomic_write(path, text, mode=0o600)
 
 
 def read_grades_csv(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -57,6 +57,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+from ..files import atomic_write
+
 ISOLATION_LEVELS = ("root", "userns", "limits")
 
 # Linux constants (from <sched.h>, <sys/mount.h>, <sys/prctl.h>, <linux/capability.h>)
@@ -218,16 +220,8 @@ class SandboxSpec:
         """
         spec = SandboxSpec(**{**asdict(self), "limits": self.limits})
         spec.isolation = self.resolved_isolation()
-        _atomic_write(Path(spec_path), spec.to_json())
+        atomic_write(Path(spec_path), spec.to_json(), mode=0o600)
         return [sys.executable, "-m", "tradeoffs.grading.sandbox", str(spec_path), "--", *map(str, argv)]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------

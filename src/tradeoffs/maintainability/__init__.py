@@ -16,26 +16,17 @@ own functions in the lab (prediction churn, CACE sensitivity, the paired interva
   needs (:func:`detectable_gain`, :func:`rows_to_resolve`);
 * :mod:`.costs` — training time, latency, size, hyperparameters, code dependencies, lines of code.
 
-``from tradeoffs import maintainability as mt`` gives every public name below.
+``from tradeoffs import maintainability as maint`` gives every public name below.
 """
 
 from __future__ import annotations
 
-import inspect as _inspect
-
-import numpy as np
-import pandas as pd
-
-from . import cace as _cace
-from . import costs as _costs
-from . import ladder as _ladder
-from . import retrain as _retrain
-from . import stats as _stats
+from ..threads import limit_threads
 from .cace import (Perturbation, cace_sweep, clipping, drift, missing_fill, unit_change,
                    upstream_perturbations)
 from .costs import (CodeDependencies, code_dependencies, cost_profile, count_hyperparameters, fit_time,
                     model_size_bytes, prediction_latency, source_lines)
-from .ladder import (LADDER, NON_TUNING_PARAMS, ModelSpec, limit_threads, make_gradient_boosting,
+from .ladder import (LADDER, NON_TUNING_PARAMS, ModelSpec, make_gradient_boosting,
                      make_logistic, make_mlp, make_stacked, model_ladder, with_seed)
 from .retrain import CHURN_KINDS, EntanglementResult, entanglement_test, perturb_rows, retrain_predictions
 from .stats import Interval, auc_ci, auc_score, detectable_gain, rows_to_resolve
@@ -49,25 +40,3 @@ __all__ = [
     "prediction_latency", "retrain_predictions", "rows_to_resolve", "source_lines", "unit_change",
     "upstream_perturbations", "with_seed",
 ]
-
-
-def _examples() -> dict:
-    """Every function, class and method of the submodules, so that ``doctest.testmod`` on this
-    package (tests/unit/test_doctests.py) also runs their examples."""
-    found = {}
-    for module in (_ladder, _retrain, _cace, _stats, _costs):
-        for name, obj in vars(module).items():
-            if getattr(obj, "__module__", None) != module.__name__:
-                continue
-            if _inspect.isfunction(obj):
-                found[f"{module.__name__}.{name}"] = obj
-            elif _inspect.isclass(obj):
-                found[f"{module.__name__}.{name}"] = obj
-                for attr, member in vars(obj).items():
-                    member = getattr(member, "__func__", member)
-                    if _inspect.isfunction(member):
-                        found[f"{module.__name__}.{name}.{attr}"] = member
-    return found
-
-
-__test__ = _examples()

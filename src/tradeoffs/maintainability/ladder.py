@@ -183,29 +183,4 @@ def with_seed(estimator, seed: int):
     return model
 
 
-def limit_threads(n_threads: int = 1):
-    """Limit the BLAS and OpenMP thread pools that scikit-learn's models use, for this process.
-
-    The lab's models are small (hundreds of rows, tens of features): with two or more threads the
-    hand-offs between threads cost more than the arithmetic, and on a busy machine much more (a
-    logistic regression fit measured 0.13 s of CPU with two OpenBLAS threads under load, 0.01 s with
-    one). The native libraries are loaded first so that every pool is covered. Returns the
-    ``threadpoolctl`` limiter: use it in a ``with`` block, or keep it and call
-    ``restore_original_limits()`` to undo.
-
-    Examples
-    --------
-    >>> limiter = limit_threads(1)
-    >>> limiter.restore_original_limits()
-    """
-    import sklearn.ensemble  # noqa: F401  (loads OpenMP)
-    import sklearn.linear_model  # noqa: F401  (loads scipy's OpenBLAS)
-    import sklearn.neural_network  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
-    return threadpool_limits(limits=int(n_threads))
-
-
 # --------------------------------------------------------------------------------------------

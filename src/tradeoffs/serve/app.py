@@ -38,7 +38,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import time
 import uuid
 import dataclasses
@@ -51,6 +50,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, models
+from ..threads import default_threads
 from .config import ServeConfig
 from .engine import BatchEngine, GenRequest, SamplingParams
 from .errors import APIError, admission_errors, engine_error, validation_error
@@ -485,25 +485,6 @@ def _encode_vector(v: np.ndarray, fmt: str):
     if fmt == "base64":
         return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
     return [float(x) for x in v]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects taskset/cgroup affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def default_threads() -> int:
-    """Torch threads for the server: ``$OMP_NUM_THREADS`` when it is set (a grader or a scheduler
-    sharing the machine set it), else every core this process may use.
-
-    >>> 1 <= default_threads()
-    True
-    """
-    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(first) if first.isdigit() and int(first) > 0 else available_cores()
 
 
 def run_server(config: ServeConfig | None = None) -> None:
