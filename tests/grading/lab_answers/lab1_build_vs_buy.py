@@ -2,8 +2,8 @@
 
 LIBRARY_ANSWERS answers every graded cell with the closest function left in ``tradeoffs``. The package
 keeps mechanisms only: the metered client and its ledger, a latency query and a budget projection over
-the ledger, API prices, hardware and staff inputs, machines for a peak, and lab 4's batch-size and fleet
-helpers. It holds no cost attribution, no capacity reading with failures, no bill with staff, no
+the ledger, API prices, hardware and staff inputs, machines for a peak, a load curve's knee and the
+cost of a request from its seconds. It holds no cost attribution, no capacity reading with failures, no bill with staff, no
 staircase break-even and no staff-share band, so these answers must earn at most 10% of the autograded
 points. PARTIAL is the solution's Part 3 without its edge handling (no ``math.inf`` at volume 0, no
 ``ValueError``, a division by a total of 0): right on the core cases (volumes above 0, the learner's own
@@ -24,34 +24,32 @@ def attribute(calls, by):
     out.index.name = by if isinstance(by, str) else None
     return out
 ''',
-    # Lab 4's reading of a timing table: the best batch size under a p99 SLO (failures ignored), then its rate.
+    # The closest reading of a load curve left in the package: queueing.knee (where latency doubles), its rate.
     "q2_throughput_within_slo": '''
-from tradeoffs import capacity as _cap
+from tradeoffs import queueing as _q
 
 def throughput_within_slo(capacity, slo_p95_s):
-    table = capacity.rename(columns={"throughput_rps": "items_per_s", "p95_s": "p99_s"})
-    best = _cap.best_batch_size(table, slo_p95_s)
-    if best is None:
+    rate = _q.knee(capacity["throughput_rps"].tolist(), capacity["p95_s"].tolist())
+    if rate != rate:  # NaN: the curve never doubles
         raise ValueError("no level meets the SLO")
-    return float(capacity.loc[best, "throughput_rps"])
+    return float(rate)
 ''',
-    # Lab 4's real-time fleet: machines for the peak and their rent; it knows no staff.
+    # Machines for the peak and their rent (pricing.machines_needed); it knows no staff.
     "q3_self_host_day": '''
-from tradeoffs import capacity as _cap
+from tradeoffs import pricing as _pr
 
 def self_host_day(volume, machine_usd_per_day, requests_per_machine_day, staff_usd_per_day, min_machines):
-    r = _cap.realtime_cost_per_million(volume, peak_rps=volume / 86_400, rps_per_machine=requests_per_machine_day / 86_400,
-                                       usd_per_hour=machine_usd_per_day / 24, min_machines=min_machines)
-    return {"machines": r["machines"], "total_usd": r["usd_per_day"], "usd_per_request": r["usd_per_million"] / 1e6,
-            "staff_share": 0.0}
+    machines = int(_pr.machines_needed(volume / 86_400, requests_per_machine_day / 86_400, 1.0, min_machines))
+    total = machines * machine_usd_per_day
+    return {"machines": machines, "total_usd": total, "usd_per_request": total / max(volume, 1), "staff_share": 0.0}
 ''',
-    # Lab 5's break-even of two linear costs (upfront + per request): it knows no staircase of machines.
+    # Lab 5's cost of one request from measured seconds: a linear cost per request, no staircase of machines.
     "q4_break_even": '''
 from tradeoffs import finetune as _ft
 
 def break_even(api_usd_per_request, machine_usd_per_day, requests_per_machine_day, staff_usd_per_day, min_machines):
-    return _ft.break_even_volume(0.0, api_usd_per_request, min_machines * machine_usd_per_day + staff_usd_per_day,
-                                 machine_usd_per_day / requests_per_machine_day)
+    own = _ft.compute_usd_per_request(86_400 / requests_per_machine_day, machine_usd_per_day / 24)
+    return (min_machines * machine_usd_per_day + staff_usd_per_day) / max(api_usd_per_request - own, 1e-12)
 ''',
     # Machines for a peak is all the package offers: the band of fleets whose share is in range is not there.
     "q5_staff_share_band": '''
