@@ -60,27 +60,27 @@ class Lab:
 LABS: tuple[Lab, ...] = (
     Lab("lab1_build_vs_buy", 1, "Build vs buy",
         "meter every LLM call into a cost ledger; API prices vs measured self-host cost; break-even with staff cost",
-        "01_build_vs_buy.ipynb", 90, 5,
-        "first: every later lab spends money, and this one builds the ledger and the cost model they price with"),
+        "01_build_vs_buy.ipynb", 120, 5,
+        "first: every later lab spends money, and here you build the attribution and the cost model that price it"),
     Lab("lab2_complexity_vs_maintainability", 2, "Model complexity vs maintainability",
         "simple vs complex models on real data; how many predictions change when one thing changes (CACE)",
         "02_complexity_vs_maintainability.ipynb", 75, 5,
         "classic ML only and the shortest lab: it sets the habit of measuring before choosing"),
     Lab("lab3_quantity_vs_quality", 3, "Data quantity vs quality",
         "label-noise injection; learning curves by size x noise; cleaning vs collecting",
-        "03_quantity_vs_quality.ipynb", 90, 5,
+        "03_quantity_vs_quality.ipynb", 120, 5,
         "once a model is chosen, the next lever is its data: how many labels, and how clean"),
     Lab("lab4_throughput_vs_latency", 4, "Throughput vs latency",
         "model timing by batch size; a live server under Poisson load; batch job vs real-time cost",
-        "04_throughput_vs_latency.ipynb", 120, 10,
+        "04_throughput_vs_latency.ipynb", 210, 10,
         "the serving lab: it needs the cost model of lab 1 and is the heaviest on timing"),
     Lab("lab5_prompting_vs_finetuning", 5, "Prompt engineering vs fine-tuning",
         "zero/few-shot prompting vs LoRA on the same tickets with a real small LLM; investment curves",
-        "05_prompting_vs_finetuning.ipynb", 90, 10,
+        "05_prompting_vs_finetuning.ipynb", 120, 10,
         "builds on labs 3 (labels cost money) and 4 (every prompt token is latency)"),
     Lab("lab6_automation_vs_oversight", 6, "Automation vs human oversight",
         "calibration, selective prediction, review-queue economics with reviewer capacity",
-        "06_automation_vs_oversight.ipynb", 90, 5,
+        "06_automation_vs_oversight.ipynb", 120, 10,
         "last: it decides what to do with the errors every earlier model still makes"),
 )
 
@@ -165,10 +165,13 @@ def course_map_markdown(root: str | os.PathLike | None = None) -> str:
     >>> print(course_map_markdown().splitlines()[0])
     | # | Lab | The experiment you run | Concept notebook | Your time | Compute (full run, 2-core CPU) | Why here |
     """
+    def duration(minutes: int) -> str:
+        return f"{minutes / 60:g} h" if minutes >= 120 else f"{minutes} min"
+
     rows = ["| # | Lab | The experiment you run | Concept notebook | Your time | Compute (full run, 2-core CPU) | Why here |",
             "|---|---|---|---|---|---|---|"]
     for lab in labs(root):
         concept = f"`notebooks/{lab.concept}`" if lab.concept else "none"
         rows.append(f"| {lab.number} | **{lab.title}** (`{lab.id}`) | {lab.experiment} | {concept} | "
-                    f"about {lab.learner_minutes} min | at most {lab.compute_minutes} min | {lab.why_here} |")
+                    f"about {duration(lab.learner_minutes)} | at most {lab.compute_minutes} min | {lab.why_here} |")
     return "\n".join(rows)

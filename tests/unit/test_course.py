@@ -59,3 +59,25 @@ def test_start_here_shows_the_registrys_course_map(repo):
     assert any(course.course_map_markdown() in text for text in shown), (
         "notebooks/00_start_here.ipynb does not show the registry's course map; re-execute it "
         "(jupyter nbconvert --to notebook --execute --inplace notebooks/00_start_here.ipynb)")
+
+
+def _stated_minutes(intro: str) -> float:
+    """The upper end of the time a lab's intro states: '**Estimated time:** about 3 to 3.5 hours ...'."""
+    import re
+
+    match = re.search(r"\*\*Estimated time:\*\*([^(:]*)", intro)
+    assert match, "the intro has no '**Estimated time:** about ...' line"
+    words = match.group(1)
+    return max(float(n) for n in re.findall(r"\d+(?:\.\d+)?", words)) * (60 if "hour" in words else 1)
+
+
+def test_each_lab_intro_states_the_registrys_learner_time_and_grading(repo):
+    import nbformat
+
+    for lab in course.labs():
+        nb = nbformat.read(repo / "solutions" / lab.id / f"{lab.id}.ipynb", as_version=4)
+        intro = nb.cells[0].source
+        assert _stated_minutes(intro) == lab.learner_minutes, (
+            f"{lab.id}: its intro states {_stated_minutes(intro):g} minutes, the registry {lab.learner_minutes}")
+        assert "**Grading:**" in intro and "80 points" in intro and "20 points" in intro, (
+            f"{lab.id}: the intro's '**Grading:**' line must say 80 points autograded and 20 for the memo")
