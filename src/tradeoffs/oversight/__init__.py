@@ -3,14 +3,14 @@
 ``from tradeoffs import oversight as ov`` gives everything Lab 6 and its concept notebook use. The
 mechanisms live in modules split by responsibility, re-exported here:
 
-* :mod:`tradeoffs.calibration` -- top-label confidence, the Brier score, logits <-> probabilities,
+* :mod:`tradeoffs.oversight.calibration` -- top-label confidence, the Brier score, logits <-> probabilities,
   ``softmax(z / T)`` (temperature scaling: Guo, Pleiss, Sun & Weinberger, ICML 2017,
   https://arxiv.org/abs/1706.04599);
-* :mod:`tradeoffs.selective` -- the coverage-risk curve, the empirical threshold for a target risk and
+* :mod:`tradeoffs.oversight.selective` -- the coverage-risk curve, the empirical threshold for a target risk and
   SGR, its high-probability version (Geifman & El-Yaniv, NeurIPS 2017, https://arxiv.org/abs/1705.08500);
-* :mod:`tradeoffs.review_queue` -- candidate thresholds, a week of arrivals and reviewer shifts, the
+* :mod:`tradeoffs.oversight.review_queue` -- candidate thresholds, a week of arrivals and reviewer shifts, the
   hour-by-hour queue simulator, and runs of a caller's thresholding rule (sweeps, the what-if table);
-* :mod:`tradeoffs.drift` -- typos injected into real text, and a monitoring run that alarms on a
+* :mod:`tradeoffs.oversight.drift` -- typos injected into real text, and a monitoring run that alarms on a
   statistic the caller supplies.
 
 The graded pieces of Lab 6 -- the reliability bins and ECE, the validation NLL and the temperature fit,

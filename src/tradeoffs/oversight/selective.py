@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._oversight_checks import _check_confidence, _check_correct, _check_unit
+from ._checks import _check_confidence, _check_correct, _check_unit
 
 
 @dataclass(frozen=True)

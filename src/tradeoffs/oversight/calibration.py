@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._oversight_checks import EPS, _check_labels, _check_logits, _check_proba, _check_temperature
+from ._checks import EPS, _check_labels, _check_logits, _check_proba, _check_temperature
 
 
 def top_label(y_true: Any, proba: Any) -> tuple[np.ndarray, np.ndarray]:

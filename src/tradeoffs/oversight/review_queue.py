@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ._oversight_checks import (_check_confidence, _check_correct, _check_mask, _check_nonneg, _check_unit,
+from ._checks import (_check_confidence, _check_correct, _check_mask, _check_nonneg, _check_unit,
                                 _per_item)
 
 QUEUES = ("fifo", "triage")
