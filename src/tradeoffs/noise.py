@@ -26,12 +26,12 @@ spinning worker threads make a 50 ms logistic regression take seconds.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 
+from .checks import check_fraction, check_labels, check_proba
 from .threads import limit_threads
 
 #: Confusable digit pairs used by the lab's class-conditional noise.
@@ -53,57 +53,22 @@ def _rng(seed: SeedLike) -> np.random.Generator:
 
 
 def _check_labels(y: Any, n_classes: int | None = None, name: str = "y") -> tuple[np.ndarray, int]:
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty; pass at least one label")
-    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
-        raise ValueError(
-            f"{name} must hold integer class indices 0..K-1, got dtype {arr.dtype}; "
-            "encode string labels first, e.g. with sklearn.preprocessing.LabelEncoder"
-        )
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integer class indices, got non-integer values")
-    labels = arr.astype(np.int64)
-    if labels.min() < 0:
-        raise ValueError(f"{name} must hold class indices >= 0, got {int(labels.min())}")
-    k = int(labels.max()) + 1
-    if n_classes is None:
-        n_classes = k
-    else:
-        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-            raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
-        n_classes = int(n_classes)
-        if k > n_classes:
-            raise ValueError(f"{name} holds class {k - 1} but n_classes={n_classes}; pass n_classes >= {k}")
-    return labels, n_classes
+    """The labels (:func:`tradeoffs.checks.check_labels`) and the number of classes (default: max + 1)."""
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
+                                  or n_classes < 1):
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    labels = check_labels(y, n_classes=n_classes, name=name)
+    return labels, int(n_classes) if n_classes is not None else int(labels.max()) + 1
 
 
 def _check_rate(rate: Any, name: str = "rate") -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number in [0, 1], got {rate!r}")
-    rate = float(rate)
-    if not math.isfinite(rate) or rate < 0 or rate > 1:
-        hint = " (it is a fraction: 0.3 means 30 %)" if math.isfinite(rate) and 1 < rate <= 100 else ""
-        raise ValueError(f"{name} must be a fraction in [0, 1], got {rate!r}{hint}")
-    return rate
+    return check_fraction(rate, name)
 
 
 def _check_proba(proba: Any, n_rows: int, n_classes: int) -> np.ndarray:
-    p = np.asarray(proba, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] != n_rows:
-        raise ValueError(f"proba must have shape (n_rows, n_classes) = ({n_rows}, K), got {p.shape}")
+    p = check_proba(proba, n_rows=n_rows)
     if p.shape[1] < n_classes:
         raise ValueError(f"proba has {p.shape[1]} columns but the labels use {n_classes} classes")
-    if not np.all(np.isfinite(p)) or p.min() < 0:
-        raise ValueError("proba must hold finite, non-negative probabilities")
-    sums = p.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-3):
-        worst = int(np.argmax(np.abs(sums - 1)))
-        raise ValueError(f"each row of proba must sum to 1; row {worst} sums to {sums[worst]:.4f} "
-                         "(pass predict_proba output, not scores or logits)")
     return p
 
 

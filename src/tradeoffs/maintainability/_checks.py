@@ -1,4 +1,4 @@
-"""Input checks shared by the maintainability modules (private)."""
+"""Input checks of the maintainability modules (private); the seed check is :mod:`tradeoffs.checks`'s."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..checks import check_seed
+
 
 def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
 
 
 def _as_1d(values, what: str) -> np.ndarray:
