@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, table, update_section  # noqa: E402
 
-from tradeoffs import execute, grading  # noqa: E402
+from tradeoffs import course, grading  # noqa: E402
 from tradeoffs.grading import sandbox  # noqa: E402
 
 FIXTURE = REPO / "tests" / "grading" / "fixtures" / "solutions"
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     grading.fast_imports()
-    labs = args.labs or [*execute.existing_labs(), "fixture_lab"]
+    labs = args.labs or [*course.existing_labs(), "fixture_lab"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="tradeoffs-bench-grading-") as tmp:
         for lab in labs:

@@ -136,11 +136,11 @@ def run(
                                                   "nbgrader_config.py, else this repository)"),
 ) -> None:
     """Execute lab solution notebooks headlessly (papermill) and print one line per lab."""
-    from . import execute
+    from . import course, runner
 
-    base = execute.course_dir(root)
+    base = course.course_dir(root)
     try:
-        available = execute.existing_labs(base)
+        available = course.existing_labs(base)
     except ValueError as exc:
         _fail(str(exc), code=2)
     if list_only:
@@ -156,10 +156,10 @@ def run(
     failed = 0
     for lab in chosen:
         try:
-            nb = execute.solution_notebook(lab, base)
+            nb = course.solution_notebook(lab, base)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc), code=2)
-        result = execute.run_notebook(nb, out.resolve() / f"{lab}.ipynb", mode=mode, seed=seed, device=device)
+        result = runner.run_notebook(nb, out.resolve() / f"{lab}.ipynb", mode=mode, seed=seed, device=device)
         typer.echo(result.line())
         failed += not result.ok
     if failed:

@@ -11,6 +11,9 @@ directory may add labs of its own in a ``course.toml`` beside its ``nbgrader_con
     ...
 
 (every field of :class:`Lab`); :func:`labs` then returns the kit's labs followed by those.
+
+It also knows where a course's notebooks are: :func:`repo_root`, :func:`course_dir`,
+:func:`existing_labs`, :func:`solution_notebook`, :func:`concept_notebooks`.
 """
 
 from __future__ import annotations
@@ -175,3 +178,47 @@ def course_map_markdown(root: str | os.PathLike | None = None) -> str:
         rows.append(f"| {lab.number} | **{lab.title}** (`{lab.id}`) | {lab.experiment} | {concept} | "
                     f"about {duration(lab.learner_minutes)} | at most {lab.compute_minutes} min | {lab.why_here} |")
     return "\n".join(rows)
+
+
+# ============================================================================================
+# Where a course's notebooks are
+# ============================================================================================
+def repo_root() -> Path:
+    """The course repository: ``$TRADEOFFS_REPO`` or the checkout this package is installed from."""
+    env = os.environ.get("TRADEOFFS_REPO")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "solutions").is_dir() and (parent / "pyproject.toml").exists():
+            return parent
+    return Path.cwd()
+
+
+def course_dir(root: str | os.PathLike | None = None) -> Path:
+    """The course directory: ``root``, else the current directory when it is a course (it has
+    ``nbgrader_config.py``, as nbgrader itself expects), else the kit's repository."""
+    if root is not None:
+        return Path(root).resolve()
+    cwd = Path.cwd()
+    return cwd if (cwd / "nbgrader_config.py").is_file() else repo_root()
+
+
+def existing_labs(root: Path | None = None) -> list[str]:
+    """Registered lab ids (:mod:`tradeoffs.course`) whose solution notebook exists, in course order."""
+    root = root or repo_root()
+    return [lab for lab in lab_ids(root) if (root / "solutions" / lab / f"{lab}.ipynb").exists()]
+
+
+def solution_notebook(lab: str, root: Path | None = None) -> Path:
+    root = root or repo_root()
+    get(lab, root)  # a clear error for an unknown lab
+    path = root / "solutions" / lab / f"{lab}.ipynb"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist yet; `tradeoffs run --list` shows the labs that do")
+    return path
+
+
+def concept_notebooks(root: Path | None = None) -> list[Path]:
+    root = root or repo_root()
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))

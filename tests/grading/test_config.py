@@ -6,18 +6,18 @@ import re
 
 import pytest
 
-from tradeoffs import execute, grading
+from tradeoffs import course, grading
 
 pytestmark = pytest.mark.grading
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return grading.load_config(execute.repo_root())
+    return grading.load_config(course.repo_root())
 
 
 def test_course_layout(cfg):
-    root = str(execute.repo_root())
+    root = str(course.repo_root())
     assert cfg.CourseDirectory.root == root
     assert cfg.CourseDirectory.source_directory == "solutions"
     assert cfg.CourseDirectory.release_directory == "labs"
@@ -51,6 +51,6 @@ def test_autograde_uses_the_guarded_sandboxed_execute(cfg):
     assert [p.__name__ for p in pipeline[1:]] == ["IgnorePattern", "ClearMetadataPreprocessor", "LimitOutput",
                                                   "SaveAutoGrades", "AssignLatePenalties", "CheckCellMetadata"]
     hidden = set(cfg.GuardedExecute.hide)
-    root = execute.repo_root()
+    root = course.repo_root()
     assert {str(root / "solutions"), str(root / "gradebook.db")} <= hidden
     assert cfg.OverwriteCells.add_missing_cells is True

@@ -10,7 +10,7 @@
 Each lab is graded in its own course (``-k <lab_id>`` grades one lab only).
 
 The tests pick up each lab as soon as ``solutions/<lab>/<lab>.ipynb`` exists
-(``tradeoffs.execute.existing_labs``); with no labs yet they are skipped.
+(``tradeoffs.course.existing_labs``); with no labs yet they are skipped.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import nbformat
 import pytest
 
 from grading_helpers import HERE, REPO, make_course, submission, write_submission
-from tradeoffs import execute, grading
+from tradeoffs import course, grading
 
 # one fixture per lab grades its class of five: allow it far more than the default 900 s
 pytestmark = [pytest.mark.grading, pytest.mark.slow, pytest.mark.models, pytest.mark.timeout(3600)]
 
-LABS = execute.existing_labs()
+LABS = course.existing_labs()
 ANSWERS = HERE / "lab_answers"
 
 

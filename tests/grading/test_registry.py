@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from grading_helpers import LAB, make_course, write_submission
-from tradeoffs import course, execute, grading
+from tradeoffs import course, grading
 from tradeoffs.cli import app
 
 pytestmark = [pytest.mark.grading, pytest.mark.slow]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.grading, pytest.mark.slow]
 
 def test_a_registered_lab_is_released_run_and_graded(tmp_path, monkeypatch):
     root = make_course(tmp_path / "course")
-    assert LAB in course.lab_ids(root) and execute.existing_labs(root) == [LAB]
+    assert LAB in course.lab_ids(root) and course.existing_labs(root) == [LAB]
     assert [r.lab for r in grading.release(root)] == [LAB]
 
     monkeypatch.chdir(root)  # `tradeoffs run` defaults to the current course

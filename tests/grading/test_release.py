@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from grading_helpers import LAB, make_course
-from tradeoffs import execute, grading
+from tradeoffs import course, grading
 
 pytestmark = pytest.mark.grading
 
@@ -59,7 +59,7 @@ def test_release_explains_an_unknown_lab(fixture_course):
 
 def test_repository_labs_are_up_to_date_with_solutions():
     """The kit's own labs/ must match solutions/: run `make release` after editing a solution."""
-    root = execute.repo_root()
+    root = course.repo_root()
     stale = grading.stale_labs(root)
     assert stale == {}, "labs/ is out of date; run `make release`:\n" + "\n".join(
         f"{lab}: {'; '.join(problems)}" for lab, problems in stale.items())

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from nbval.plugin import IPyNbFile
 
-from tradeoffs import execute
+from tradeoffs import course
 
 HERE = Path(__file__).parent
 ANCHOR = "test_concept_notebooks.py"
@@ -37,7 +37,7 @@ class ConceptNotebooks(pytest.File):
     """One nbval collector per ``notebooks/NN_*.ipynb``."""
 
     def collect(self):
-        for notebook in execute.concept_notebooks():
+        for notebook in course.concept_notebooks():
             yield ConceptNotebook.from_parent(self, path=notebook, name=notebook.name)
 
 

@@ -13,11 +13,11 @@ import nbformat
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
-from tradeoffs import execute
+from tradeoffs import course
 
 SANITIZE = Path(__file__).parent / "nbval_sanitize.cfg"
 
-NOTEBOOKS = execute.concept_notebooks()
+NOTEBOOKS = course.concept_notebooks()
 pytestmark = pytest.mark.notebooks
 
 

@@ -20,9 +20,9 @@ from collections import defaultdict
 import nbformat
 import pytest
 
-from tradeoffs import execute
+from tradeoffs import course
 
-LABS = execute.existing_labs()
+LABS = course.existing_labs()
 AUTOGRADED_POINTS = 80.0
 MEMO_POINTS = 20.0
 PART = re.compile(r"^q(\d+)_")
@@ -61,7 +61,7 @@ def lab(request):
 
 @pytest.fixture
 def nb(lab):
-    return nbformat.read(execute.solution_notebook(lab), as_version=4)
+    return nbformat.read(course.solution_notebook(lab), as_version=4)
 
 
 def _parts(nb) -> dict[str, dict[str, list]]:
@@ -170,7 +170,7 @@ def test_memo_has_a_rubric_that_adds_up_and_a_checklist(lab, nb):
 
 
 def test_released_lab_holds_no_rubric_or_reference_answers(lab):
-    released = nbformat.read(execute.repo_root() / "labs" / lab / f"{lab}.ipynb", as_version=4)
+    released = nbformat.read(course.repo_root() / "labs" / lab / f"{lab}.ipynb", as_version=4)
     text = "\n".join(c.source for c in released.cells)
     assert "**Rubric (" not in text, f"{lab}: the released lab shows the memo rubric; run `make release`"
     assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text, \

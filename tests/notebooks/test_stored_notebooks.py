@@ -5,9 +5,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tradeoffs import execute
+from tradeoffs import course
 
-ROOT = execute.repo_root()
+ROOT = course.repo_root()
 STORED = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("solutions/*/*.ipynb"), *ROOT.glob("labs/*/*.ipynb")])
 
 

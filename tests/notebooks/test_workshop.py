@@ -5,14 +5,14 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tradeoffs import execute
+from tradeoffs import course, runner
 
-WORKSHOP = execute.repo_root() / "notebooks" / "workshop_90_minutes.ipynb"
+WORKSHOP = course.repo_root() / "notebooks" / "workshop_90_minutes.ipynb"
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow, pytest.mark.models]
 
 
 def test_workshop_runs_in_smoke_mode(tmp_path):
-    result = execute.run_notebook(WORKSHOP, tmp_path / WORKSHOP.name, mode="smoke", timeout=600)
+    result = runner.run_notebook(WORKSHOP, tmp_path / WORKSHOP.name, mode="smoke", timeout=600)
     assert result.ok, f"the workshop failed in smoke mode after {result.seconds:.0f} s: {result.error}"
     out = nbformat.read(tmp_path / WORKSHOP.name, as_version=4)
     text = "\n".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)

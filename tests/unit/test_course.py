@@ -2,7 +2,7 @@
 
 import pytest
 
-from tradeoffs import course, execute
+from tradeoffs import course
 
 
 def test_labs_are_numbered_in_order_with_unique_ids():
@@ -20,7 +20,7 @@ def test_every_registered_lab_has_its_notebooks(repo):
 
 
 def test_the_tests_and_tradeoffs_run_see_every_registered_lab():
-    assert execute.existing_labs() == list(course.lab_ids())
+    assert course.existing_labs() == list(course.lab_ids())
 
 
 def test_a_course_file_adds_labs(tmp_path):

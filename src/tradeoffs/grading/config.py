@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import course as registry
-from ..execute import course_dir
+from ..course import course_dir
 
 
 COURSE_ID = "production-ai-tradeoffs"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sandbox
-from ..execute import repo_root
+from ..course import repo_root
 from ..threads import thread_env
 from .config import GradeSettings
 from .results import _atomic_write_text
