@@ -50,7 +50,7 @@ del __tradeoffs_cpu
 
 def _kernel_environment(workdir: Path, cache: Path, threads: int | None) -> dict[str, str]:
     """What the sandboxed kernel's environment sets on top of the allow-listed variables it keeps
-    (:data:`tradeoffs.sandbox.DEFAULT_ENV_ALLOW`: no API keys, no tokens)."""
+    (:data:`tradeoffs.grading.sandbox.DEFAULT_ENV_ALLOW`: no API keys, no tokens)."""
     env = {
         "HOME": str(workdir), "IPYTHONDIR": str(workdir / ".ipython"),
         "MPLCONFIGDIR": str(workdir / ".config" / "matplotlib"),
@@ -122,7 +122,7 @@ def _make_sandbox_kernel_manager(spec: sandbox.SandboxSpec, spec_path: Path, ker
     from jupyter_client.manager import AsyncKernelManager
 
     class SandboxKernelManager(AsyncKernelManager):
-        """A kernel manager whose kernel starts inside :mod:`tradeoffs.sandbox` and talks over
+        """A kernel manager whose kernel starts inside :mod:`tradeoffs.grading.sandbox` and talks over
         Unix sockets (the sandbox has no network, not even the host's loopback)."""
 
         def format_kernel_cmd(self, extra_arguments=None):
@@ -144,7 +144,7 @@ def _execute_class():
     class GuardedExecute(Execute):
         """nbgrader's ``Execute``, hardened for untrusted submissions.
 
-        * The kernel starts inside :mod:`tradeoffs.sandbox` (resource limits; where the OS allows,
+        * The kernel starts inside :mod:`tradeoffs.grading.sandbox` (resource limits; where the OS allows,
           no network, its own PIDs, a read-only filesystem except its work directory, hidden
           solutions and gradebooks, an unprivileged user).
         * A cell that runs past ``timeout`` is interrupted; a kernel that ignores the interrupt for
@@ -160,7 +160,7 @@ def _execute_class():
           expression and the cell raised nothing.
         """
 
-        sandbox = Bool(True, help="Run the kernel in tradeoffs.sandbox.").tag(config=True)
+        sandbox = Bool(True, help="Run the kernel in tradeoffs.grading.sandbox.").tag(config=True)
         isolation = Unicode("auto", help="Sandbox level: auto, root, userns or limits.").tag(config=True)
         workdir = Unicode("", help="Kernel work directory (default: a fresh temporary one).").tag(config=True)
         hide = List(Unicode(), help="Paths invisible to student code.").tag(config=True)

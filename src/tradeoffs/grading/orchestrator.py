@@ -47,7 +47,7 @@ def grade(submissions_dir: str | os.PathLike, root: str | os.PathLike | None = N
 
     Each submission is graded by its own worker process in a throwaway nbgrader course (so nbgrader,
     which has no parallel autograde, never shares a gradebook between processes) with its kernel in
-    :mod:`tradeoffs.sandbox`. As each one finishes, its scores are merged into the course gradebook
+    :mod:`tradeoffs.grading.sandbox`. As each one finishes, its scores are merged into the course gradebook
     (``gradebook.db``), its feedback is copied to ``feedback/<student>/<lab>/<lab>.html``, its graded
     notebook to ``autograded/<student>/<lab>/`` (nbgrader's layout: formgrader and
     ``nbgrader release_feedback`` work on them) and its row is written to the grades CSV -- all
