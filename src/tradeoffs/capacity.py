@@ -16,9 +16,9 @@
 * **The simulator against the live server** — :func:`server_calibration` scales the in-process
   curves to the server's own speed at zero load, and :func:`replay_live` replays what the live
   server saw through the simulator, with the policies you give it.
-* **API prices** — :func:`api_costs_per_million` (synchronous and batch API prices from
-  ``genai-prices``). The self-hosted cost rules are yours to write in lab 4;
-  :func:`batch_vs_realtime` lays them side by side for a what-if calculator.
+* **Batch vs real-time** — the self-hosted cost rules are yours to write in lab 4;
+  :func:`batch_vs_realtime` lays them side by side for a what-if calculator. API prices of a request
+  mix (synchronous and batch) are :func:`tradeoffs.pricing.api_costs_per_million`.
 
 Examples
 --------
@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -43,8 +42,7 @@ from .queueing import ServiceCurve
 
 __all__ = ["sweep_batch_sizes", "throughput_ci", "embedder_calls", "DecodeBench", "sync_error",
            "roofline_frame", "QUANT_FORMATS", "quantisation_bounds", "profile_call", "static_batch_curve",
-           "roofline_curve", "GpuSpec", "NVIDIA_L4", "server_calibration", "replay_live", "batch_vs_realtime",
-           "api_costs_per_million", "batch_price_available"]
+           "roofline_curve", "GpuSpec", "NVIDIA_L4", "server_calibration", "replay_live", "batch_vs_realtime"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -679,89 +677,3 @@ def batch_vs_realtime(traffic_x: float, slo_s: float, usd_per_hour: float, *, da
     rows.append({"option": "nightly batch job", "req/s per machine at the SLO": np.nan, "usd_per_million": usd,
                  "usd_per_day": usd * daily / 1e6, "fresh within": "24 h"})
     return pd.DataFrame(rows).set_index("option")
-
-
-# --------------------------------------------------------------------------------------------
-# API prices
-# --------------------------------------------------------------------------------------------
-def _calc(model, provider: str, prompt_tokens: int, completion_tokens: int, context: dict | None,
-          when: datetime | None) -> float:
-    import genai_prices as gp
-
-    usage = gp.Usage(input_tokens=int(prompt_tokens), output_tokens=int(completion_tokens))
-    try:
-        return float(gp.calc_price(usage, model, provider_id=provider, genai_request_timestamp=when,
-                                   price_context=context).total_price)
-    except LookupError as exc:
-        raise LookupError(f"genai-prices has no price for {model!r} at {provider!r} ({exc}); check the spelling, "
-                          f"or list models with `python -m genai_prices list {provider}`") from exc
-
-
-def batch_price_available(model: str, provider: str, when: datetime | None = None) -> bool:
-    """Whether ``genai-prices`` holds a batch price for the model (a ``processing=batch`` variant).
-
-    Examples
-    --------
-    >>> batch_price_available("gpt-4o-mini", "openai")
-    True
-    """
-    sync = _calc(model, provider, 1_000_000, 1_000_000, None, when)
-    batch = _calc(model, provider, 1_000_000, 1_000_000, {"processing": "batch"}, when)
-    return batch < sync
-
-
-def api_costs_per_million(models: Sequence[Any], prompt_tokens: Sequence[int], completion_tokens: Sequence[int],
-                          when: datetime | None = None) -> pd.DataFrame:
-    """Dollars per million requests with this request mix, at each model's synchronous and batch
-    prices, from ``genai-prices`` (``price_context={"processing": "batch"}`` selects the batch price:
-    OpenAI's Batch API and Anthropic's Message Batches are half price).
-
-    Parameters
-    ----------
-    models : sequence of ``tradeoffs.pricing.ApiModel`` (or ``(model, provider)`` pairs)
-    prompt_tokens, completion_tokens : sequences of int
-        One element per request of the mix (e.g. a traffic trace's columns).
-
-    Returns
-    -------
-    DataFrame indexed by model name: ``sync_usd_per_million``, ``batch_usd_per_million`` (NaN when
-    the package has no batch price for that model) and ``batch_discount``.
-    """
-    p = np.asarray(prompt_tokens, dtype=np.int64)
-    c = np.asarray(completion_tokens, dtype=np.int64)
-    if p.ndim != 1 or p.shape != c.shape or p.size == 0:
-        raise ValueError("prompt_tokens and completion_tokens must be 1-D, non-empty and the same length")
-    if np.any(p < 0) or np.any(c < 0):
-        raise ValueError("token counts must be >= 0")
-    rows = []
-    for m in models:
-        model, provider, name = (m.model, m.provider, m.name) if hasattr(m, "provider") else (m[0], m[1], f"{m[1]}/{m[0]}")
-        has_batch = batch_price_available(model, provider, when)
-        contexts = {"sync": None, "batch": {"processing": "batch"}} if has_batch else {"sync": None}
-        row: dict[str, Any] = {"model": name, "batch_usd_per_million": float("nan"), "batch_discount": float("nan")}
-        for kind, ctx in contexts.items():
-            row[f"{kind}_usd_per_million"] = 1e6 * _mean_cost(model, provider, p, c, ctx, when)
-        if has_batch:
-            row["batch_discount"] = 1 - row["batch_usd_per_million"] / row["sync_usd_per_million"]
-        rows.append(row)
-    cols = ["model", "sync_usd_per_million", "batch_usd_per_million", "batch_discount"]
-    return pd.DataFrame(rows)[cols].set_index("model")
-
-
-def _mean_cost(model: str, provider: str, p: np.ndarray, c: np.ndarray, context: dict | None,
-               when: datetime | None) -> float:
-    """Mean price of the requests ``(p[i], c[i])``. Per-token prices are additive in input and
-    output tokens, so each distinct prompt length and completion length is priced once; when the
-    largest request shows they are not (a tier that depends on both), every distinct pair is priced."""
-    pmax, cmax = int(p.max()), int(c.max())
-    whole = _calc(model, provider, pmax, cmax, context, when)
-    parts = _calc(model, provider, pmax, 0, context, when) + _calc(model, provider, 0, cmax, context, when)
-    if math.isclose(whole, parts, rel_tol=1e-9, abs_tol=1e-15):
-        in_len, in_inv = np.unique(p, return_inverse=True)
-        out_len, out_inv = np.unique(c, return_inverse=True)
-        in_cost = np.array([_calc(model, provider, int(x), 0, context, when) for x in in_len])
-        out_cost = np.array([_calc(model, provider, 0, int(y), context, when) for y in out_len])
-        return float(np.mean(in_cost[np.ravel(in_inv)] + out_cost[np.ravel(out_inv)]))
-    pairs, inverse = np.unique(np.stack([p, c], axis=1), axis=0, return_inverse=True)
-    cost = np.array([_calc(model, provider, int(a), int(b), context, when) for a, b in pairs])
-    return float(np.mean(cost[np.ravel(inverse)]))

@@ -40,7 +40,7 @@ __all__ = [
     "ApiModel", "DEFAULT_API_MODELS", "price_snapshot", "price_table", "Hardware", "cpu_vm",
     "GPU_L4_VM", "CPU_VCPU_USD_PER_HOUR", "ELECTRICITY_USD_PER_KWH", "FTE_SALARY_USD_PER_YEAR",
     "WAGE_SHARE_OF_COMPENSATION", "FTE_USD_PER_YEAR", "SECONDS_PER_DAY", "DAYS_PER_YEAR",
-    "machines_needed", "peak_to_mean", "what_if",
+    "machines_needed", "peak_to_mean", "what_if", "api_costs_per_million", "batch_price_available",
 ]
 
 SECONDS_PER_DAY = 86_400.0
@@ -530,3 +530,89 @@ def what_if(monthly_volume: float, staff_usd_per_year: float, api_usd_per_1k: fl
         "break-even, requests/month": int(round(be_month)) if math.isfinite(be_month) else math.inf,
     }
     return pd.DataFrame({"value": pd.Series(rows, dtype=object)})
+
+
+# --------------------------------------------------------------------------------------------
+# API prices of a request mix, synchronous and batch (lab 4 prices a million predictions with them)
+# --------------------------------------------------------------------------------------------
+def _calc(model, provider: str, prompt_tokens: int, completion_tokens: int, context: dict | None,
+          when: datetime | None) -> float:
+    import genai_prices as gp
+
+    usage = gp.Usage(input_tokens=int(prompt_tokens), output_tokens=int(completion_tokens))
+    try:
+        return float(gp.calc_price(usage, model, provider_id=provider, genai_request_timestamp=when,
+                                   price_context=context).total_price)
+    except LookupError as exc:
+        raise LookupError(f"genai-prices has no price for {model!r} at {provider!r} ({exc}); check the spelling, "
+                          f"or list models with `python -m genai_prices list {provider}`") from exc
+
+
+def batch_price_available(model: str, provider: str, when: datetime | None = None) -> bool:
+    """Whether ``genai-prices`` holds a batch price for the model (a ``processing=batch`` variant).
+
+    Examples
+    --------
+    >>> batch_price_available("gpt-4o-mini", "openai")
+    True
+    """
+    sync = _calc(model, provider, 1_000_000, 1_000_000, None, when)
+    batch = _calc(model, provider, 1_000_000, 1_000_000, {"processing": "batch"}, when)
+    return batch < sync
+
+
+def api_costs_per_million(models: Sequence[Any], prompt_tokens: Sequence[int], completion_tokens: Sequence[int],
+                          when: datetime | None = None) -> pd.DataFrame:
+    """Dollars per million requests with this request mix, at each model's synchronous and batch
+    prices, from ``genai-prices`` (``price_context={"processing": "batch"}`` selects the batch price:
+    OpenAI's Batch API and Anthropic's Message Batches are half price).
+
+    Parameters
+    ----------
+    models : sequence of ``tradeoffs.pricing.ApiModel`` (or ``(model, provider)`` pairs)
+    prompt_tokens, completion_tokens : sequences of int
+        One element per request of the mix (e.g. a traffic trace's columns).
+
+    Returns
+    -------
+    DataFrame indexed by model name: ``sync_usd_per_million``, ``batch_usd_per_million`` (NaN when
+    the package has no batch price for that model) and ``batch_discount``.
+    """
+    p = np.asarray(prompt_tokens, dtype=np.int64)
+    c = np.asarray(completion_tokens, dtype=np.int64)
+    if p.ndim != 1 or p.shape != c.shape or p.size == 0:
+        raise ValueError("prompt_tokens and completion_tokens must be 1-D, non-empty and the same length")
+    if np.any(p < 0) or np.any(c < 0):
+        raise ValueError("token counts must be >= 0")
+    rows = []
+    for m in models:
+        model, provider, name = (m.model, m.provider, m.name) if hasattr(m, "provider") else (m[0], m[1], f"{m[1]}/{m[0]}")
+        has_batch = batch_price_available(model, provider, when)
+        contexts = {"sync": None, "batch": {"processing": "batch"}} if has_batch else {"sync": None}
+        row: dict[str, Any] = {"model": name, "batch_usd_per_million": float("nan"), "batch_discount": float("nan")}
+        for kind, ctx in contexts.items():
+            row[f"{kind}_usd_per_million"] = 1e6 * _mean_cost(model, provider, p, c, ctx, when)
+        if has_batch:
+            row["batch_discount"] = 1 - row["batch_usd_per_million"] / row["sync_usd_per_million"]
+        rows.append(row)
+    cols = ["model", "sync_usd_per_million", "batch_usd_per_million", "batch_discount"]
+    return pd.DataFrame(rows)[cols].set_index("model")
+
+
+def _mean_cost(model: str, provider: str, p: np.ndarray, c: np.ndarray, context: dict | None,
+               when: datetime | None) -> float:
+    """Mean price of the requests ``(p[i], c[i])``. Per-token prices are additive in input and
+    output tokens, so each distinct prompt length and completion length is priced once; when the
+    largest request shows they are not (a tier that depends on both), every distinct pair is priced."""
+    pmax, cmax = int(p.max()), int(c.max())
+    whole = _calc(model, provider, pmax, cmax, context, when)
+    parts = _calc(model, provider, pmax, 0, context, when) + _calc(model, provider, 0, cmax, context, when)
+    if math.isclose(whole, parts, rel_tol=1e-9, abs_tol=1e-15):
+        in_len, in_inv = np.unique(p, return_inverse=True)
+        out_len, out_inv = np.unique(c, return_inverse=True)
+        in_cost = np.array([_calc(model, provider, int(x), 0, context, when) for x in in_len])
+        out_cost = np.array([_calc(model, provider, 0, int(y), context, when) for y in out_len])
+        return float(np.mean(in_cost[np.ravel(in_inv)] + out_cost[np.ravel(out_inv)]))
+    pairs, inverse = np.unique(np.stack([p, c], axis=1), axis=0, return_inverse=True)
+    cost = np.array([_calc(model, provider, int(a), int(b), context, when) for a, b in pairs])
+    return float(np.mean(cost[np.ravel(inverse)]))

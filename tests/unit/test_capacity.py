@@ -200,7 +200,7 @@ def test_api_costs_match_pricing_and_batch_is_half_price():
     prompt = [100, 250, 100, 80]
     completion = [16, 40, 16, 300]
     models = [pricing.ApiModel("gpt-4o-mini", "openai"), pricing.ApiModel("claude-haiku-4-5", "anthropic")]
-    t = capacity.api_costs_per_million(models, prompt, completion)
+    t = pricing.api_costs_per_million(models, prompt, completion)
     for m in models:
         want = m.cost_per_request(prompt, completion) * 1e6
         assert t.loc[m.name, "sync_usd_per_million"] == pytest.approx(want, rel=1e-9)
@@ -208,16 +208,16 @@ def test_api_costs_match_pricing_and_batch_is_half_price():
 
 
 def test_api_costs_without_a_batch_price_are_nan():
-    t = capacity.api_costs_per_million([("llama-3.1-8b-instant", "groq")], [100], [10])
+    t = pricing.api_costs_per_million([("llama-3.1-8b-instant", "groq")], [100], [10])
     assert math.isnan(t["batch_usd_per_million"].iloc[0]) and t["sync_usd_per_million"].iloc[0] > 0
-    assert not capacity.batch_price_available("llama-3.1-8b-instant", "groq")
+    assert not pricing.batch_price_available("llama-3.1-8b-instant", "groq")
 
 
 def test_api_costs_bad_inputs():
     with pytest.raises(ValueError, match="same length"):
-        capacity.api_costs_per_million([("gpt-4o-mini", "openai")], [1, 2], [1])
+        pricing.api_costs_per_million([("gpt-4o-mini", "openai")], [1, 2], [1])
     with pytest.raises(LookupError, match="genai_prices list"):
-        capacity.api_costs_per_million([("no-such-model-xyz", "openai")], [1], [1])
+        pricing.api_costs_per_million([("no-such-model-xyz", "openai")], [1], [1])
 
 
 # --------------------------------------------------------------------------------------------
