@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from .files import atomic_write, sha256_file
-from .public_data import (DOWNLOAD_ENV, PUBLIC_INTENT_SETS, SPLIT_SEED, PublicIntentSet, Split,  # noqa: F401
+from .public_data import (DOWNLOAD_ENV, DatasetError, PUBLIC_INTENT_SETS, SPLIT_SEED, PublicIntentSet, Split,  # noqa: F401
                           load_breast_cancer_split, load_digits_split, load_public_intents)
 
 
@@ -70,13 +70,6 @@ REPO_ENV = "TRADEOFFS_REPO"
 FIX_REBUILD = "python -m tradeoffs.data rebuild"
 
 _BOOL_TEXT = {"true": True, "false": False}
-
-
-class DatasetError(RuntimeError):
-    """A shipped dataset file is missing, corrupted, or not what the kit expects.
-
-    The message names the file and ends with the command that fixes it.
-    """
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,10 +20,12 @@ import pandas as pd
 SPLIT_SEED = 20260101  # the fixed seed of every sklearn split in the kit
 
 
-def _dataset_error():
-    from .data import DatasetError  # imported late: tradeoffs.data imports this module
+class DatasetError(RuntimeError):
+    """A dataset (a file the kit ships, or one downloaded on request) is missing, corrupted, or not
+    what the kit expects.
 
-    return DatasetError
+    The message names the file and ends with the command that fixes it.
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def load_public_intents(name: str = "banking77", split: str = "train", *, downlo
     ds = hf.load_dataset(*args, split=split)
     for col in (spec.text_column, spec.label_column):
         if col not in ds.column_names:
-            raise _dataset_error()(f"{source} split {split!r} has columns {ds.column_names}, expected "
+            raise DatasetError(f"{source} split {split!r} has columns {ds.column_names}, expected "
                                f"{spec.text_column!r} and {spec.label_column!r}. Fix: pass a hub_id with "
                                "those columns, or leave hub_id unset.")
     names = getattr(dict(ds.features).get(spec.label_column), "names", None)  # ClassLabel names, if any
