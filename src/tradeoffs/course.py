@@ -1,8 +1,9 @@
 """The lab registry: the one place that lists the course's labs, in order, with their times.
 
-``tradeoffs run``, ``tradeoffs release``, ``tradeoffs grade``, the notebook and grading test suites,
-the README's course map and ``notebooks/00_start_here.ipynb`` all read :data:`LABS`. A course
-directory may add labs of its own in a ``course.toml`` beside its ``nbgrader_config.py``::
+The kit's labs are listed in ``labs.toml`` beside this module. ``tradeoffs run``, ``tradeoffs release``,
+``tradeoffs grade``, the notebook and grading test suites, the README's course map and
+``notebooks/00_start_here.ipynb`` all read them (:data:`LABS`). A course directory may add labs of its
+own in a ``course.toml`` beside its ``nbgrader_config.py``, with the same fields::
 
     [[lab]]
     id = "lab7_privacy_vs_utility"
@@ -60,33 +61,6 @@ class Lab:
     why_here: str
 
 
-LABS: tuple[Lab, ...] = (
-    Lab("lab1_build_vs_buy", 1, "Build vs buy",
-        "meter every LLM call into a cost ledger; API prices vs measured self-host cost; break-even with staff cost",
-        "01_build_vs_buy.ipynb", 120, 5,
-        "first: every later lab spends money, and here you build the attribution and the cost model that price it"),
-    Lab("lab2_complexity_vs_maintainability", 2, "Model complexity vs maintainability",
-        "simple vs complex models on real data; how many predictions change when one thing changes (CACE)",
-        "02_complexity_vs_maintainability.ipynb", 75, 5,
-        "classic ML only and the shortest lab: it sets the habit of measuring before choosing"),
-    Lab("lab3_quantity_vs_quality", 3, "Data quantity vs quality",
-        "label-noise injection; learning curves by size x noise; cleaning vs collecting",
-        "03_quantity_vs_quality.ipynb", 120, 5,
-        "once a model is chosen, the next lever is its data: how many labels, and how clean"),
-    Lab("lab4_throughput_vs_latency", 4, "Throughput vs latency",
-        "model timing by batch size; a live server under Poisson load; batch job vs real-time cost",
-        "04_throughput_vs_latency.ipynb", 210, 10,
-        "the serving lab: it needs the cost model of lab 1 and is the heaviest on timing"),
-    Lab("lab5_prompting_vs_finetuning", 5, "Prompt engineering vs fine-tuning",
-        "zero/few-shot prompting vs LoRA on the same tickets with a real small LLM; investment curves",
-        "05_prompting_vs_finetuning.ipynb", 120, 10,
-        "builds on labs 3 (labels cost money) and 4 (every prompt token is latency)"),
-    Lab("lab6_automation_vs_oversight", 6, "Automation vs human oversight",
-        "calibration, selective prediction, review-queue economics with reviewer capacity",
-        "06_automation_vs_oversight.ipynb", 120, 10,
-        "last: it decides what to do with the errors every earlier model still makes"),
-)
-
 PREREQUISITES = (
     "Python: functions, loops, list and dict comprehensions; reading a traceback.",
     "pandas: selecting, grouping and merging DataFrames; NumPy arrays.",
@@ -94,23 +68,32 @@ PREREQUISITES = (
 )
 
 
-def _extra_labs(root: Path) -> list[Lab]:
-    path = root / COURSE_FILE
-    if not path.is_file():
-        return []
+def read_labs(path: str | os.PathLike) -> list[Lab]:
+    """The labs a TOML file lists as ``[[lab]]`` tables with every field of :class:`Lab`.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the entry that is wrong.
+    """
+    path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path} is not valid TOML ({exc}); fix it or remove it") from None
     names = {f.name for f in fields(Lab)}
-    extra = []
+    found = []
     for i, entry in enumerate(data.get("lab", []), start=1):
         missing, unknown = names - set(entry), set(entry) - names
         if missing or unknown:
             raise ValueError(f"{path}: lab entry {i} needs exactly the fields {sorted(names)}; "
                              f"missing {sorted(missing)}, unknown {sorted(unknown)}")
-        extra.append(Lab(**entry))
-    return extra
+        found.append(Lab(**entry))
+    return found
+
+
+#: The kit's labs, in the suggested order (``labs.toml`` beside this module).
+LABS: tuple[Lab, ...] = tuple(read_labs(Path(__file__).with_name("labs.toml")))
 
 
 def labs(root: str | os.PathLike | None = None) -> tuple[Lab, ...]:
@@ -123,7 +106,8 @@ def labs(root: str | os.PathLike | None = None) -> tuple[Lab, ...]:
     >>> labs()[3].id
     'lab4_throughput_vs_latency'
     """
-    found = list(LABS) + (_extra_labs(Path(root)) if root is not None else [])
+    extra = Path(root) / COURSE_FILE if root is not None else None
+    found = list(LABS) + (read_labs(extra) if extra is not None and extra.is_file() else [])
     ids = [lab.id for lab in found]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -180,6 +181,19 @@ def validate_record(record: Mapping[str, Any]) -> dict[str, Any]:
 # =============================================================================================
 # The ledger
 # =============================================================================================
+@contextlib.contextmanager
+def _committed(conn: sqlite3.Connection):
+    """The open transaction of ``conn`` commits when the block ends; any error rolls it back (best
+    effort) and propagates."""
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 class Ledger:
     """An append-only SQLite ledger of LLM calls, safe for concurrent writers.
 
@@ -284,10 +298,8 @@ class Ledger:
             except sqlite3.Error as exc:
                 conn = getattr(self._local, "conn", None)
                 if conn is not None and conn.in_transaction:
-                    try:
+                    with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
                 if not _busy(exc) or time.monotonic() + pause > deadline:
                     raise self._open_error(exc) from exc
             time.sleep(pause * (0.5 + random.random()))  # jitter: the racers do not retry in step
@@ -301,7 +313,7 @@ class Ledger:
                               "use a local disk, not a network share")
         columns = ",\n  ".join(f"{name} {sql}" for name, (sql, _) in COLUMNS.items())
         conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _committed(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             conn.execute(f"CREATE TABLE IF NOT EXISTS calls (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  {columns}\n)")
             have = [r[1] for r in conn.execute("PRAGMA table_info(calls)")]
@@ -315,13 +327,6 @@ class Ledger:
             elif version != SCHEMA_VERSION:
                 raise LedgerError(f"{self.path} has ledger schema {version}; this kit writes schema "
                                   f"{SCHEMA_VERSION}. Fix: start a new ledger file")
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
 
     # ---- writing ------------------------------------------------------------------------
     def record(self, record: Mapping[str, Any]) -> int:
@@ -344,15 +349,8 @@ class Ledger:
         except sqlite3.OperationalError as exc:
             raise LedgerError(f"could not lock {self.path} for writing within {self.timeout:.0f} s ({exc}); "
                               "another process holds it. Fix: raise Ledger(timeout=...)") from exc
-        try:
+        with _committed(conn):
             ids = [conn.execute(sql, [row[n] for n in names]).lastrowid for row in rows]
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
         return [int(i) for i in ids]
 
     # ---- reading ------------------------------------------------------------------------
