@@ -279,18 +279,22 @@ class Scheduler:
         """Queue a request. Raises :class:`QueueFull` past ``max_queue`` waiting requests."""
         ticket = Ticket(request=request, loop=loop, stream=stream, _scheduler=self)
         with self._cond:
-            if self._draining:
-                raise ShuttingDown("the server is shutting down and takes no new requests; retry it in a "
-                                   "moment (against another replica, or once the server is back)")
-            if self._stopping or not self.alive:
-                raise EngineStopped("the engine is not running; restart the server")
-            if len(self._waiting) >= self.max_queue:
-                self.metrics.rejected.inc()
-                raise QueueFull(len(self._waiting), self.retry_after())
+            self._admit_or_raise(len(self._waiting))
             self._waiting.append(ticket)
             self.metrics.queue_depth.set(len(self._waiting))
             self._cond.notify_all()
         return ticket
+
+    def _admit_or_raise(self, queued: int) -> None:
+        """Refuse new work (holding ``_cond``): a draining server, a stopped engine, or a full queue."""
+        if self._draining:
+            raise ShuttingDown("the server is shutting down and takes no new requests; retry it in a "
+                               "moment (against another replica, or once the server is back)")
+        if self._stopping or not self.alive:
+            raise EngineStopped("the engine is not running; restart the server")
+        if queued >= self.max_queue:
+            self.metrics.rejected.inc()
+            raise QueueFull(queued, self.retry_after())
 
     def retry_after(self) -> int:
         """Seconds a rejected client should wait: about one recent request latency per full batch
@@ -316,14 +320,7 @@ class Scheduler:
         """Run ``fn`` on the engine thread between decode steps; returns an asyncio future."""
         job = _Job(fn, loop)
         with self._cond:
-            if self._draining:
-                raise ShuttingDown("the server is shutting down and takes no new requests; retry it in a "
-                                   "moment (against another replica, or once the server is back)")
-            if self._stopping or not self.alive:
-                raise EngineStopped("the engine is not running; restart the server")
-            if len(self._jobs) >= self.max_queue:
-                self.metrics.rejected.inc()
-                raise QueueFull(len(self._jobs), self.retry_after())
+            self._admit_or_raise(len(self._jobs))
             self._jobs.append(job)
             self._cond.notify_all()
         return job.future
