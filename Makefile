@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "from tradeoffs.threads import configure_kernelspec; configure_kernelspec()"
 	@touch $@
 
 # JupyterLab defaults for the course, kept in the venv (never the user's home): jupyter/overrides.json

@@ -37,3 +37,17 @@ def test_ci_runs_the_readme_test_command(repo):
     ci = (repo / ".ci" / "run").read_text()
     readme = (repo / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make lab" in readme
+
+
+def test_notebook_kernels_start_with_idle_openmp_threads_asleep():
+    """make install writes KERNEL_ENV into the venv's kernel spec (tradeoffs.threads.configure_kernelspec):
+    without it, spinning OpenMP threads made one MiniLM call 40x slower inside a kernel on 2 cores."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from tradeoffs.threads import KERNEL_ENV
+
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    env = json.loads(spec.read_text()).get("env", {})
+    assert {k: env.get(k) for k in KERNEL_ENV} == KERNEL_ENV, f"{spec} lacks {KERNEL_ENV}: run `make install`"
