@@ -91,7 +91,7 @@ def doctor(load: bool = typer.Option(True, help="load both models and run them o
     _check("packages", True, ", ".join(versions))
     root = models.cache_dir()
     try:
-        models._ensure_writable(root)
+        models.ensure_writable(root)
         results.append(_check("cache", True, f"{root} (writable; set {models.CACHE_ENV} to move it)"))
     except models.ModelArtifactError as exc:
         results.append(_check("cache", False, str(exc)))

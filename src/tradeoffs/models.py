@@ -204,7 +204,14 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _ensure_writable(directory: Path) -> None:
+def ensure_writable(directory: Path) -> None:
+    """Create ``directory`` if needed and prove this process can write there.
+
+    Raises
+    ------
+    ModelArtifactError
+        Naming the folder and the fix (a writable folder, or ``TRADEOFFS_CACHE`` pointed at one).
+    """
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=directory, prefix=_temp_prefix(".write-probe"), delete=True)
@@ -418,7 +425,7 @@ def prepare_chat_model(force: bool = False, progress: bool = True) -> Path:
         Cache not writable, download failed, or a checksum did not match.
     """
     root = cache_dir()
-    _ensure_writable(root)
+    ensure_writable(root)
     target = chat_model_dir()
     with _cache_lock(root):
         _sweep_debris(root)

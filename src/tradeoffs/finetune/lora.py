@@ -22,7 +22,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -214,13 +214,6 @@ class TrainReport:
     def trainable_ratio(self) -> float:
         return self.trainable_parameters / self.total_parameters
 
-    def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row.pop("losses")
-        row.update(seconds=self.seconds, examples_per_s=self.examples_per_s, trainable_ratio=self.trainable_ratio,
-                   first_loss=self.losses[0] if self.losses else float("nan"),
-                   last_loss=float(np.mean(self.losses[-max(1, len(self.losses) // 5):])) if self.losses else float("nan"))
-        return row
 
 
 class LoRAIntentClassifier:

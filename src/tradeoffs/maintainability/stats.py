@@ -72,10 +72,6 @@ class Interval:
         """True when the whole interval is on one side of zero (the difference is not noise)."""
         return self.low > 0 or self.high < 0
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
-
 
 def auc_ci(y_true, scores, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Interval:
     """ROC AUC on the test set and its percentile-bootstrap confidence interval (one model).

@@ -394,10 +394,6 @@ class BatchEngine:
     def free_slots(self) -> int:
         return self.max_batch_size - len(self.running)
 
-    def cache_bytes(self) -> int:
-        """Bytes held by the KV cache right now."""
-        return sum(t.numel() * t.element_size() for t in self._keys + self._values)
-
     def _ensure_capacity(self, needed: int) -> None:
         if needed <= self.capacity:
             return
