@@ -141,8 +141,11 @@ def _stop(proc: subprocess.Popen, server: Server) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium):
+    """One Chromium per test module. Playwright's sync API keeps an asyncio loop running on this thread
+    until it stops, so it must stop before the rest of the suite (asyncio.run() refuses to start
+    inside a running loop): module scope ends it with the last browser test."""
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
