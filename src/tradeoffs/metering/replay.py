@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -112,6 +112,19 @@ class ReplayResult:
                 "p95_s": self.p(0.95)}
 
 
+def _completed(pending: set[Future], poll_s: float = 0.1):
+    """Yield futures as they finish, waking every ``poll_s`` seconds.
+
+    A signal (Ctrl-C, a grader's cell timeout) can be delivered to any thread of the process; Python
+    raises ``KeyboardInterrupt`` only when the main thread runs bytecode again. ``as_completed`` sleeps
+    until a request finishes, so a signal taken by a worker thread would wait for the request in flight;
+    waking on a short timeout handles it within ``poll_s``.
+    """
+    while pending:
+        done, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
+        yield from done
+
+
 def replay(metered: MeteredClient, requests: Sequence[Mapping[str, Any]], *, concurrency: int = 4,
            stream: bool = False, tag: str | None = None, progress: bool = False,
            time_budget_s: float | None = None) -> ReplayResult:
@@ -177,8 +190,8 @@ def replay(metered: MeteredClient, requests: Sequence[Mapping[str, Any]], *, con
         bar = tqdm(total=len(requests), desc=f"replay x{concurrency}", leave=False)
     pool = ThreadPoolExecutor(max_workers=concurrency)
     try:
-        futures = [pool.submit(one, r) for r in requests]
-        for fut in as_completed(futures):
+        pending = {pool.submit(one, r) for r in requests}
+        for fut in _completed(pending):
             try:
                 latency = fut.result()
             except Exception as exc:  # already in the ledger as an error row
