@@ -14,7 +14,7 @@ import typer
 
 from . import models
 from .grading.config import GradeSettings
-from .serve.config import ServeConfig
+from .serve.config import ServeConfig, resolve_dtype
 from .serve.config import help_text as serve_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -72,6 +72,11 @@ def doctor(load: bool = typer.Option(True, help="load both models and run them o
         dev = models.pick_device("auto")
         gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "no GPU (CPU is the reference)"
         results.append(_check("device", True, f"{dev}  ({gpu})"))
+        serve_dtype = resolve_dtype(ServeConfig.dtype, dev.type)
+        why = ("the CPU computes bfloat16 natively" if serve_dtype == "bfloat16" and dev.type == "cpu" else
+               "no native bfloat16 on this CPU" if dev.type == "cpu" else f"default for {dev.type}")
+        results.append(_check("serving dtype", True, f"{serve_dtype} ({why}; `tradeoffs serve --dtype` "
+                                                     "overrides it)"))
     except Exception as exc:  # broken torch install
         results.append(_check("torch", False, str(exc), "run `make install`"))
     try:
@@ -205,12 +210,19 @@ def grade_cmd(
     cell_timeout: Optional[int] = typer.Option(None, help="seconds per cell (default: nbgrader_config.py)"),
     job_timeout: int = typer.Option(GradeSettings.job_timeout, help="seconds per submission before it is stopped"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    allow_limits_only: bool = typer.Option(
+        False, "--allow-limits-only",
+        help="grade even where this machine gives no namespaces (resource limits only: student code can "
+             "read and change whatever this account can; see docs/instructor.md, 'Untrusted code')"),
 ) -> None:
     """Autograde every submission in parallel; write feedback, the gradebook and a grades CSV."""
     from . import grading
+    from .grading import sandbox
 
     grading.fast_imports()
-    settings = grading.GradeSettings(workers=workers, cell_timeout=cell_timeout, job_timeout=job_timeout)
+    settings = grading.GradeSettings(workers=workers, cell_timeout=cell_timeout, job_timeout=job_timeout,
+                                     allow_limits_only=allow_limits_only)
+    typer.echo(f"isolation: {sandbox.describe_isolation(sandbox.detect_isolation())}")
     try:
         results = grading.grade(submissions, root=root, labs=labs, settings=settings, csv_path=csv_path,
                                 progress=progress)
@@ -244,6 +256,8 @@ def serve(
     prefix_cache: bool = _serve_option("prefix_cache"),
     threads: Optional[int] = _serve_option("threads"),
     device: str = _serve_option("device"),
+    dtype: str = _serve_option("dtype"),
+    compile: bool = _serve_option("compile"),
     embedder: bool = _serve_option("embedder"),
     log_level: str = _serve_option("log_level"),
     grace_period: float = _serve_option("grace_period"),
@@ -264,7 +278,8 @@ def serve(
         config = ServeConfig(host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                              max_queue=max_queue, max_body_bytes=max_body_bytes,
                              default_max_tokens=default_max_tokens, max_step_tokens=max_step_tokens,
-                             prefix_cache=prefix_cache, threads=threads, device=device, embedder=embedder,
+                             prefix_cache=prefix_cache, threads=threads, device=device, dtype=dtype,
+                             compile=compile, embedder=embedder,
                              log_level=log_level, grace_period=grace_period)
     except ValueError as exc:
         _fail(f"serve: {exc}", code=2)

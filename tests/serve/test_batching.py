@@ -1,6 +1,7 @@
 """Batching must not change answers: greedy outputs alone == inside a batch (within the documented
-tolerance), the engine's continuous batching equals transformers' generate(), short requests leave
-the batch early, and 50 concurrent requests are all answered."""
+tolerance) in float32 and in bfloat16, the engine's continuous batching equals transformers'
+generate(), the compiled path falls back cleanly, short requests leave the batch early, and 50
+concurrent requests are all answered."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ N_TOKENS = 16
 # first 8 tokens agree. Lab 4 measures this effect; on the reference machine no prompt differs.
 MAX_DIFFERING_PROMPTS = 1
 MIN_COMMON_PREFIX = 8
+# bfloat16 keeps 8 bits of mantissa, so its logits carry ~1e-2 relative rounding instead of ~1e-7, and
+# a batch's other summation order flips near-ties far more often than in float32. Compared with the
+# same engine alone in bfloat16 (not with float32, which it is not meant to reproduce), at most 2 of
+# the 6 prompts may differ, and only after their first 4 tokens agree.
+BF16_MAX_DIFFERING_PROMPTS = 2
+BF16_MIN_COMMON_PREFIX = 4
+TOLERANCE = {"float32": (MAX_DIFFERING_PROMPTS, MIN_COMMON_PREFIX),
+             "bfloat16": (BF16_MAX_DIFFERING_PROMPTS, BF16_MIN_COMMON_PREFIX)}
 
 
 def _ids(chat, prompt: str) -> list[int]:
@@ -56,11 +65,12 @@ def _common_prefix(a, b) -> int:
     return n
 
 
-def _assert_within_tolerance(got: dict, ref: dict) -> None:
+def _assert_within_tolerance(got: dict, ref: dict, dtype: str = "float32") -> None:
+    max_differing, min_prefix = TOLERANCE[dtype]
     differing = {p: _common_prefix(got[p], ref[p]) for p in ref if got[p] != ref[p]}
-    assert len(differing) <= MAX_DIFFERING_PROMPTS, f"batched outputs differ for {differing}"
+    assert len(differing) <= max_differing, f"batched outputs differ for {differing}"
     for p, n in differing.items():
-        assert n >= MIN_COMMON_PREFIX, f"{p!r} differs after only {n} tokens"
+        assert n >= min_prefix, f"{p!r} differs after only {n} tokens"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +119,79 @@ def test_engine_continuous_batching_equals_generate(chat_model, references, opti
         assert engine.stats["prefix_tokens_reused"] == 0
 
 
+@pytest.fixture(scope="module")
+def bf16_model():
+    import torch
+
+    from tradeoffs.models import load_chat_model
+
+    return load_chat_model("cpu", dtype=torch.bfloat16)
+
+
+def _engine_alone(chat, n: int = N_TOKENS) -> dict:
+    """Each prompt on its own (one slot, no prefix cache): the reference for batched runs."""
+    engine = BatchEngine.from_chat_model(chat, max_batch_size=1, prefix_cache=False)
+    out = {}
+    for p in PROMPTS:
+        r = GenRequest(_ids(chat, p), SamplingParams(max_tokens=n, temperature=0))
+        engine.admit([r])
+        _drain(engine)
+        out[p] = r.output_ids
+    return out
+
+
+def _engine_batched(chat, **options) -> dict:
+    engine = BatchEngine.from_chat_model(chat, max_batch_size=8, **options)
+    reqs = {p: GenRequest(_ids(chat, p), SamplingParams(max_tokens=N_TOKENS, temperature=0)) for p in PROMPTS}
+    engine.admit(list(reqs.values())[:3])
+    for _ in range(2):
+        _, done = engine.step()
+        engine.release(done)
+    engine.admit(list(reqs.values())[3:])  # the rest join a batch that is already decoding
+    _drain(engine)
+    return {p: r.output_ids for p, r in reqs.items()}
+
+
+def test_bfloat16_outputs_alone_equal_outputs_in_a_batch(bf16_model):
+    """In bfloat16 the engine is compared with itself alone, within the bfloat16 tolerance."""
+    alone = _engine_alone(bf16_model)
+    assert all(len(ids) > 0 for ids in alone.values())
+    batched = _engine_batched(bf16_model, prefix_cache=True, max_step_tokens=24)
+    _assert_within_tolerance(batched, alone, "bfloat16")
+
+
+def test_engine_alone_in_float32_equals_generate(chat_model, references):
+    """The engine's own forward (fused projections) reproduces transformers' forward in float32."""
+    _assert_within_tolerance(_engine_alone(chat_model), references, "float32")
+
+
+def test_compile_failure_falls_back_to_eager(chat_model, references, monkeypatch, caplog):
+    """Where torch.compile fails, the engine warns, runs eagerly, and answers the same."""
+    import torch
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with caplog.at_level("WARNING", logger="tradeoffs.serve"):
+        engine = BatchEngine.from_chat_model(chat_model, max_batch_size=8, compile=True)
+    assert not engine.compiled
+    assert "torch.compile is unavailable here (RuntimeError: no C++ compiler found)" in caplog.text
+    reqs = {p: GenRequest(_ids(chat_model, p), SamplingParams(max_tokens=N_TOKENS, temperature=0)) for p in PROMPTS}
+    engine.admit(list(reqs.values()))
+    _drain(engine)
+    _assert_within_tolerance({p: r.output_ids for p, r in reqs.items()}, references, "float32")
+
+
+def test_compiled_engine_equals_generate(chat_model, references):
+    """The compiled dense blocks (where this machine can compile) give the same greedy tokens."""
+    engine = BatchEngine.from_chat_model(chat_model, max_batch_size=8, compile=True)
+    reqs = {p: GenRequest(_ids(chat_model, p), SamplingParams(max_tokens=N_TOKENS, temperature=0)) for p in PROMPTS}
+    engine.admit(list(reqs.values()))
+    _drain(engine)
+    _assert_within_tolerance({p: r.output_ids for p, r in reqs.items()}, references, "float32")
+
+
 def test_short_request_leaves_the_batch_before_its_long_neighbour(chat_model):
     engine = BatchEngine.from_chat_model(chat_model, max_batch_size=2, prefix_cache=False)
     long = GenRequest(_ids(chat_model, PROMPTS[1]), SamplingParams(max_tokens=12, temperature=0))
@@ -133,7 +216,19 @@ def test_engine_rejects_more_requests_than_slots(chat_model):
         engine.admit([a, b])
 
 
-def test_server_outputs_alone_equal_outputs_in_a_batch(client, aclient, chat_model, references):
+def test_server_outputs_alone_equal_outputs_in_a_batch(server, client, aclient, chat_model, references, bf16_model):
+    """The server runs in its automatic dtype; its answers, alone and batched, match the engine alone
+    in that dtype (float32: transformers' generate())."""
+    import httpx
+
+    from tradeoffs.serve.config import resolve_dtype
+
+    health = httpx.get(server.base_url.removesuffix("/v1") + "/health", timeout=30).json()
+    assert health["dtype"] == resolve_dtype("auto", "cpu")
+    dtype = health["dtype"]
+    ref_ids = references if dtype == "float32" else _engine_alone(bf16_model)
+    max_differing = TOLERANCE[dtype][0]
+
     def create(c, p):
         return c.chat.completions.with_raw_response.create(
             model=CHAT, messages=[{"role": "user", "content": p}], max_tokens=N_TOKENS, temperature=0)
@@ -147,15 +242,15 @@ def test_server_outputs_alone_equal_outputs_in_a_batch(client, aclient, chat_mod
     batched = asyncio.run(together())
     assert all(int(alone[p].headers["x-batch-size"]) == 1 for p in PROMPTS)
     assert max(int(batched[p].headers["x-batch-size"]) for p in PROMPTS) >= 3, "the requests never shared a batch"
-    expected = {p: chat_model.tokenizer.decode(references[p], skip_special_tokens=True) for p in PROMPTS}
+    expected = {p: chat_model.tokenizer.decode(ref_ids[p], skip_special_tokens=True) for p in PROMPTS}
     for replies in (alone, batched):
         parsed = {p: replies[p].parse() for p in PROMPTS}
         differing = [p for p in PROMPTS if parsed[p].choices[0].message.content != expected[p]]
-        assert len(differing) <= MAX_DIFFERING_PROMPTS, differing
+        assert len(differing) <= max_differing, differing
         for p in PROMPTS:
             assert parsed[p].usage.prompt_tokens == len(_ids(chat_model, p))
             if p not in differing:
-                assert parsed[p].usage.completion_tokens == len(references[p])
+                assert parsed[p].usage.completion_tokens == len(ref_ids[p])
 
 
 def test_fifty_concurrent_requests_are_all_answered(aclient):

@@ -54,6 +54,7 @@ def test_local_server_passes_its_whole_config_to_the_command_line():
     ({"max_batch_size": 64, "max_step_tokens": 32}, "--max-step-tokens \\(32\\) must exceed --max-batch-size"),
     ({"grace_period": -2}, "--grace-period must be >= 0"),
     ({"log_level": "loud"}, "--log-level"),
+    ({"dtype": "float16"}, "--dtype must be one of auto, float32, bfloat16, got 'float16'"),
 ])
 def test_bad_values_are_refused_with_the_flag_named(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -66,3 +67,25 @@ def test_the_cli_refuses_an_inconsistent_config_before_loading_anything():
     result = CliRunner().invoke(app, ["serve", "--max-batch-size", "64", "--max-step-tokens", "32"])
     assert result.exit_code == 2
     assert "--max-step-tokens (32) must exceed --max-batch-size (64)" in result.output
+
+
+AMX_CPU = "processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+OLD_CPU = "processor : 0\nflags : fpu sse2 avx2 fma avx512f\n"
+
+
+def test_bfloat16_is_chosen_only_where_the_cpu_supports_it():
+    from tradeoffs.serve.config import cpu_has_native_bf16, resolve_dtype
+
+    assert cpu_has_native_bf16(AMX_CPU) and not cpu_has_native_bf16(OLD_CPU)
+    assert resolve_dtype("auto", "cpu", cpuinfo=AMX_CPU) == "bfloat16"
+    assert resolve_dtype("auto", "cpu", cpuinfo=OLD_CPU) == "float32"
+    assert resolve_dtype("auto", "mps", cpuinfo=AMX_CPU) == "float32"
+    # an explicit choice wins either way
+    assert resolve_dtype("float32", "cpu", cpuinfo=AMX_CPU) == "float32"
+    assert resolve_dtype("bfloat16", "cpu", cpuinfo=OLD_CPU) == "bfloat16"
+
+
+def test_dtype_and_compile_reach_the_command_line():
+    cmd = LocalServer(dtype="float32", compile=True).command()
+    assert cmd[cmd.index("--dtype") + 1] == "float32" and "--compile" in cmd
+    assert ServeConfig().dtype == "auto" and "--no-compile" in LocalServer().command()

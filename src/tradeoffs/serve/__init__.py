@@ -15,7 +15,8 @@ Labs 1 and 4 talk to it with the official ``openai`` client, exactly as they wou
 From a shell: ``tradeoffs serve --port 8000 --max-batch-size 16 --max-wait-ms 5``.
 
 Modules: :mod:`.config` (:class:`ServeConfig`: every default, once), :mod:`.engine` (continuous
-batching over the model), :mod:`.scheduler` (bounded queue, admission policy, the engine thread),
+batching over the model), :mod:`.llama` (the model's forward over a packed row of tokens),
+:mod:`.sampling` (sampling and streamed detokenization), :mod:`.scheduler` (bounded queue, admission policy, the engine thread),
 :mod:`.protocol` (the request bodies), :mod:`.errors` (OpenAI-shaped errors), :mod:`.app` (HTTP routes),
 :mod:`.metrics` (Prometheus), :mod:`.local` (:class:`LocalServer`), :mod:`.shutdown` (the bounded
 stop on SIGTERM or Ctrl-C). Importing this package is cheap: torch and FastAPI load only when
@@ -34,7 +35,7 @@ __all__ = ["ServeConfig", "GRACE_PERIOD_S", "LocalServer", "ServerStartError", "
 
 _LAZY = {
     "create_app": ".app", "run_server": ".app",
-    "BatchEngine": ".engine", "SamplingParams": ".engine", "GenRequest": ".engine",
+    "BatchEngine": ".engine", "SamplingParams": ".sampling", "GenRequest": ".engine",
     "Scheduler": ".scheduler", "QueueFull": ".scheduler",
 }
 

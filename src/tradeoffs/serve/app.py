@@ -11,7 +11,8 @@ Endpoints
 ``POST /v1/embeddings``
     ``input`` as a string or a list of strings; ``encoding_format`` ``float`` or ``base64``.
 ``GET /health``
-    200 once the models are loaded and the engine thread runs, else 503.
+    200 once the models are loaded and the engine thread runs, else 503. The JSON body also says
+    how the server runs: batching limits, ``dtype`` (``float32`` or ``bfloat16``), ``compiled``.
 ``GET /metrics``
     Prometheus text: queue depth, running requests, batch sizes, latencies, tokens.
 
@@ -51,7 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, models
 from ..threads import default_threads
-from .config import ServeConfig
+from .config import ServeConfig, resolve_dtype
 from .engine import BatchEngine, GenRequest, SamplingParams
 from .errors import APIError, admission_errors, engine_error, validation_error
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
@@ -116,12 +117,17 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
     """
     config = dataclasses.replace(config or ServeConfig(), **overrides)
     device = config.device
-    chat = chat if chat is not None else models.load_chat_model(device)
+    if chat is None:
+        import torch
+
+        dtype = resolve_dtype(config.dtype, models.pick_device(device).type)
+        chat = models.load_chat_model(device, dtype=getattr(torch, dtype))
     if embedder is None and config.embedder:
         embedder = models.load_embedder(device)
     metrics = ServerMetrics()
     engine = BatchEngine.from_chat_model(chat, max_batch_size=config.max_batch_size,
-                                         max_step_tokens=config.max_step_tokens, prefix_cache=config.prefix_cache)
+                                         max_step_tokens=config.max_step_tokens, prefix_cache=config.prefix_cache,
+                                         compile=config.compile)
     chat_id = models.CHAT_MODEL_ID if chat.name == models.CHAT_MODEL_NAME else chat.name
     scheduler = Scheduler(engine, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, metrics=metrics,
                           model_id=chat_id)
@@ -170,7 +176,8 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
                 "max_wait_ms": scheduler.max_wait * 1000, "max_queue": scheduler.max_queue,
                 "max_step_tokens": scheduler.engine.max_step_tokens, "prefix_cache": scheduler.engine.prefix_cache,
                 "queue_depth": scheduler.queue_depth, "running": scheduler.running,
-                "context_length": chat.context_length, "torch_threads": _torch_threads()}
+                "context_length": chat.context_length, "torch_threads": _torch_threads(),
+                "dtype": str(scheduler.engine.dtype).removeprefix("torch."), "compiled": scheduler.engine.compiled}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")

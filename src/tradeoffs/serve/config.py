@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 GRACE_PERIOD_S = 10.0
 
 
+#: The weight and activation dtypes the server accepts (``auto`` picks one with :func:`resolve_dtype`).
+DTYPES = ("auto", "float32", "bfloat16")
+
+
 def _opt(default, help: str, **metadata):
     return field(default=default, metadata={"help": help, **metadata})
 
@@ -50,6 +54,10 @@ class ServeConfig:
     prefix_cache: bool = _opt(True, "reuse the KV cache of shared prompt prefixes")
     threads: int | None = _opt(None, "torch threads (default: $OMP_NUM_THREADS, else every core)", min=1)
     device: str = _opt("cpu", "cpu | cuda | mps | auto")
+    dtype: str = _opt("auto", "auto | float32 | bfloat16 (auto: bfloat16 on a CPU that computes it natively, "
+                              "AVX512-BF16 or AMX, or a GPU that supports it; float32 elsewhere)")
+    compile: bool = _opt(False, "compile the layers' dense blocks with torch.compile (adds seconds to start-up; "
+                                "falls back to eager mode, with a warning, where compilation fails)")
     embedder: bool = _opt(True, "also load MiniLM and serve /v1/embeddings (--no-embedder: chat only, "
                                 "starts seconds sooner)")
     log_level: str = _opt("info", "debug | info | warning | error")
@@ -65,6 +73,8 @@ class ServeConfig:
             raise ValueError(f"--max-step-tokens ({self.max_step_tokens}) must exceed --max-batch-size "
                              f"({self.max_batch_size}): a step holds one decode token per running request plus "
                              "prompt chunks; raise --max-step-tokens or lower --max-batch-size")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"--log-level must be debug, info, warning or error, got {self.log_level!r}")
 
@@ -92,3 +102,66 @@ def flag(name: str) -> str:
 def help_text(name: str) -> str:
     """The help text of a :class:`ServeConfig` field (``tradeoffs serve --help`` shows it)."""
     return {f.name: f.metadata["help"] for f in dataclasses.fields(ServeConfig)}[name]
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag).
+
+    Without either flag, bfloat16 matrix multiplies are emulated through float32 and run slower than
+    float32 itself, so the server keeps float32 there. Reads ``/proc/cpuinfo`` (Linux); elsewhere
+    the answer is False.
+
+    Parameters
+    ----------
+    cpuinfo : str, optional
+        The text of ``/proc/cpuinfo`` (read from the machine when omitted; given by the tests).
+
+    Examples
+    --------
+    >>> cpu_has_native_bf16("flags : fpu sse2 avx2 avx512f avx512_bf16 amx_tile")
+    True
+    >>> cpu_has_native_bf16("flags : fpu sse2 avx2 fma")
+    False
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.split(":", 1)[0].strip() in ("flags", "Features"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_dtype(dtype: str, device: str = "cpu", *, cpuinfo: str | None = None) -> str:
+    """The dtype the server runs in: ``dtype`` itself, or for ``"auto"`` the fastest exact-enough one.
+
+    ``auto`` means bfloat16 on a CPU with native bfloat16 (:func:`cpu_has_native_bf16`) and on a
+    CUDA GPU that supports it, float32 everywhere else (half the bytes per weight only pays where the
+    hardware computes in it).
+
+    Examples
+    --------
+    >>> resolve_dtype("float32"), resolve_dtype("auto", "cpu", cpuinfo="flags : avx512_bf16")
+    ('float32', 'bfloat16')
+    >>> resolve_dtype("auto", "cpu", cpuinfo="flags : avx2")
+    'float32'
+    >>> resolve_dtype("half")
+    Traceback (most recent call last):
+    ...
+    ValueError: --dtype must be one of auto, float32, bfloat16, got 'half'
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if str(device).startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    if str(device) == "cpu":
+        return "bfloat16" if cpu_has_native_bf16(cpuinfo) else "float32"
+    return "float32"

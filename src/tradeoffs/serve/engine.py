@@ -13,7 +13,7 @@ How a step works
 
 The big matrix multiplies (projections, MLP) therefore see all those tokens at once, which is what
 makes batching pay on a CPU: prompt tokens and decode tokens share the same weight reads. Attention
-is the only part that must keep requests apart; a registered attention function does it per
+is the only part that must keep requests apart; the step plan's :meth:`_StepPlan.attend` does it per
 request, against that request's own slot, with no padding: decode tokens in one batched call, each
 prompt chunk causally against its own cache. New tokens' keys and values are written into the slots
 in place (no concatenation per step).
@@ -46,123 +46,16 @@ tolerance.
 from __future__ import annotations
 
 import collections
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
 from .config import ServeConfig
+from .llama import PackedLlama
+from .sampling import SamplingParams, TextStream, sample_token
 
 __all__ = ["SamplingParams", "GenRequest", "BatchEngine", "TextStream", "sample_token", "estimate_cache_bytes"]
-
-ATTN_NAME = "tradeoffs_packed"
-_PLAN = threading.local()  # the step plan of the engine running on this thread (None elsewhere)
-
-
-@dataclass
-class SamplingParams:
-    """How one request chooses its tokens.
-
-    Parameters
-    ----------
-    max_tokens : int
-        Most tokens to generate (the end-of-turn token included when it is generated).
-    temperature : float
-        0 means greedy (argmax); otherwise softmax sampling at this temperature.
-    top_p : float
-        Nucleus sampling: keep the smallest set of tokens whose probability sums to ``top_p``.
-    seed : int or None
-        Seeds this request's own random generator, so a seeded request samples the same tokens
-        whatever else is in the batch (as long as the logits agree).
-    stop : list of str
-        Stop as soon as the generated text contains one of these; the stop string is not returned.
-
-    Examples
-    --------
-    >>> SamplingParams(max_tokens=16, temperature=0).greedy
-    True
-    """
-
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if not 0 <= self.temperature <= 2:
-            raise ValueError(f"temperature must be in [0, 2], got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-
-class TextStream:
-    """Incremental detokenization with stop strings.
-
-    Byte-level BPE tokens can split a UTF-8 character, so text is released only once it decodes
-    cleanly; when stop strings are set, the last ``len(longest stop) - 1`` characters are held back
-    until it is clear they do not start a stop string. :meth:`take` returns what was released
-    since the last call, so the streamed pieces add up to :attr:`text` exactly.
-
-    Examples
-    --------
-    >>> from types import SimpleNamespace
-    >>> tok = SimpleNamespace(decode=lambda ids, skip_special_tokens=True: "".join(map(chr, ids)))
-    >>> s = TextStream(tok, stop=["!"])
-    >>> for c in "hi!x":
-    ...     s.push(ord(c))
-    >>> s.text, s.stopped, s.take(final=True)
-    ('hi', True, 'hi')
-    """
-
-    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()) -> None:
-        self.tokenizer = tokenizer
-        self.stop = [s for s in stop if s]
-        self._hold = max((len(s) for s in self.stop), default=1) - 1
-        self.ids: list[int] = []
-        self._prefix = 0  # token offsets of the incremental-decoding window (as in TGI and vLLM)
-        self._read = 0
-        self.text = ""  # all clean text so far (cut at the stop string once one is seen)
-        self.released = 0  # characters of `text` that may be shown
-        self._taken = 0
-        self.stopped = False
-
-    def push(self, token_id: int) -> None:
-        """Add one generated token (not the end-of-turn token)."""
-        if self.stopped:
-            return
-        self.ids.append(int(token_id))
-        decode = self.tokenizer.decode
-        before = decode(self.ids[self._prefix:self._read], skip_special_tokens=True)
-        now = decode(self.ids[self._prefix:], skip_special_tokens=True)
-        if len(now) > len(before) and not now.endswith("\ufffd"):
-            self.text += now[len(before):]
-            self._prefix, self._read = self._read, len(self.ids)
-        if self.stop:
-            cut = min((i for i in (self.text.find(s) for s in self.stop) if i >= 0), default=-1)
-            if cut >= 0:
-                self.text = self.text[:cut]
-                self.stopped = True
-                self.released = len(self.text)
-                return
-            self.released = max(self.released, len(self.text) - self._hold)
-        else:
-            self.released = len(self.text)
-
-    def take(self, final: bool = False) -> str:
-        """Text released since the last call; ``final=True`` releases everything held back."""
-        if final:
-            self.released = len(self.text)
-        out = self.text[self._taken:self.released]
-        self._taken = self.released
-        return out
 
 
 @dataclass(eq=False)
@@ -239,8 +132,7 @@ class _StepPlan:
         self.width = 0
         self.segments: list[tuple[int, int, int, int, torch.Tensor | None]] = []  # slot, start, n, c0, mask
 
-    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               scaling: float) -> torch.Tensor:
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Write this layer's new keys/values into the slots, then attend per request.
 
         Decode tokens come first in the packed row (positions ``[0, n_dec)``, in slot order), then
@@ -268,7 +160,7 @@ class _StepPlan:
             # GQA without copying keys: the `rep` query heads of one kv head act as `rep` queries.
             q = q.reshape(self.batch, kv_heads, rep, dim)
             o = sdpa(q, K[:self.batch, :, :self.width], V[:self.batch, :, :self.width],
-                     attn_mask=self.dec_mask, scale=scaling)
+                     attn_mask=self.dec_mask)
             dec_out = o.reshape(self.batch, heads, dim)
             if not self.dec_all:
                 dec_out = dec_out[self.dec_slots]
@@ -280,29 +172,9 @@ class _StepPlan:
         for slot, start, n, c0, mask in self.segments:
             q = query[:, :, start:start + n]
             o = sdpa(q, K[slot:slot + 1, :, :c0 + n], V[slot:slot + 1, :, :c0 + n], attn_mask=mask,
-                     is_causal=mask is None, scale=scaling, enable_gqa=True)
+                     is_causal=mask is None, enable_gqa=True)
             out[0, start:start + n] = o[0].transpose(0, 1)
         return out
-
-
-def _packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
-                      scaling: float | None = None, **kwargs):
-    """Attention for the engine's packed steps; plain SDPA for every other caller of the model."""
-    plan = getattr(_PLAN, "plan", None)
-    if plan is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, **kwargs)
-    return plan.attend(module.layer_idx, query, key, value, scaling), None
-
-
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(ATTN_NAME, _packed_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, sdpa_mask)
 
 
 class BatchEngine:
@@ -311,10 +183,9 @@ class BatchEngine:
     Parameters
     ----------
     model : transformers.PreTrainedModel
-        A causal LM whose attention modules call transformers' attention interface (Llama,
-        Mistral, Qwen2... ). The engine switches its attention implementation to one that falls back
-        to plain SDPA outside the engine's own steps, so the same model object still works with
-        ``generate()``.
+        A Llama-family causal LM (Llama, SmolLM2, Mistral, Qwen2), run by :class:`~.llama.PackedLlama`
+        (q/k/v and gate/up weights fused in place; the model still works with ``generate()``). Its
+        dtype is the engine's: keys and values are cached in it too.
     eos_token_ids : sequence of int
         Tokens that end a reply (finish reason ``"stop"``).
     context_length : int
@@ -327,6 +198,9 @@ class BatchEngine:
         Reuse the keys and values of shared prompt prefixes.
     min_prefix_tokens : int
         Shortest shared prefix worth keeping.
+    compile : bool
+        Compile the per-token work with ``torch.compile`` (eager mode where that fails; see
+        :attr:`compiled`).
 
     Examples
     --------
@@ -345,7 +219,8 @@ class BatchEngine:
 
     def __init__(self, model: Any, eos_token_ids: Sequence[int], context_length: int, *,
                  max_batch_size: int = ServeConfig.max_batch_size, max_step_tokens: int = ServeConfig.max_step_tokens,
-                 prefix_cache: bool = ServeConfig.prefix_cache, min_prefix_tokens: int = 16, prefix_entries: int = 8) -> None:
+                 prefix_cache: bool = ServeConfig.prefix_cache, min_prefix_tokens: int = 16, prefix_entries: int = 8,
+                 compile: bool = ServeConfig.compile) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_step_tokens < max_batch_size + 1:
@@ -372,8 +247,12 @@ class BatchEngine:
         self._prefixes: collections.OrderedDict[tuple, tuple[list, list]] = collections.OrderedDict()
         self._recent_prompts: collections.deque[tuple] = collections.deque(maxlen=8)
         self.stats = {"steps": 0, "step_tokens": 0, "prefix_tokens_reused": 0}
-        _register_attention()
-        model.set_attn_implementation(ATTN_NAME)
+        self.net = PackedLlama(model, compile=compile)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the dense blocks run compiled (False: eager, by choice or because compiling failed)."""
+        return self.net.compiled
 
     @classmethod
     def from_chat_model(cls, chat: Any, **options) -> "BatchEngine":
@@ -561,15 +440,8 @@ class BatchEngine:
             if c0 + n == r.prompt_tokens:
                 keep.append(start + n - 1)
                 owners.append(r)
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        position_ids = torch.tensor([pos], dtype=torch.long, device=self.device)
-        dummy_mask = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=self.device)  # skips mask building
-        _PLAN.plan = plan
-        try:
-            out = self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=dummy_mask,
-                             use_cache=False, logits_to_keep=torch.tensor(keep, dtype=torch.long, device=self.device))
-        finally:
-            _PLAN.plan = None
+        as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=self.device)  # noqa: E731
+        logits = self.net(as_tensor(ids), as_tensor(pos), plan.attend, as_tensor(keep))
         self.stats["steps"] += 1
         self.stats["step_tokens"] += len(ids)
         for slot, r, start, n in chunks:
@@ -578,7 +450,6 @@ class BatchEngine:
                 self._remember_prefix(slot, r)
         for slot in dec_slots:
             self.running[slot].cached += 1
-        logits = out.logits[0].float()
         tokens = self._sample(logits, owners)
         done = self._append(owners, tokens)
         return owners, done
@@ -605,30 +476,6 @@ class BatchEngine:
             if r.finish_reason:
                 done.append(r)
         return done
-
-
-def sample_token(logits: torch.Tensor, temperature: float, top_p: float,
-                 generator: torch.Generator | None = None) -> int:
-    """Sample one token id from a 1-D logits vector with temperature and nucleus (top-p) filtering.
-
-    Examples
-    --------
-    >>> g = torch.Generator().manual_seed(0)
-    >>> sample_token(torch.tensor([0.0, 10.0, 0.0]), temperature=1.0, top_p=0.5, generator=g)
-    1
-    """
-    if temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1:
-        sorted_p, order = probs.sort(descending=True)
-        cum = sorted_p.cumsum(0)
-        keep = int((cum < top_p).sum()) + 1  # smallest prefix whose mass reaches top_p
-        keep = max(1, min(keep, sorted_p.numel()))
-        sorted_p = sorted_p[:keep] / sorted_p[:keep].sum()
-        choice = torch.multinomial(sorted_p.cpu(), 1, generator=generator)
-        return int(order[int(choice)])
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
 def estimate_cache_bytes(config: Any, batch: int, columns: int, dtype_bytes: int = 4) -> int:
