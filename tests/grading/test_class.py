@@ -42,6 +42,41 @@ EXPECTED = {
     "delete_pair": (60.0, "graded"),        # Q2's answer and test (and the memo) deleted
     "corrupt": (0.0, "error"),              # not a notebook at all
     "bad_timestamp": (90.0, "graded"),      # an unreadable timestamp.txt is ignored, not fatal
+    # hostile: each would earn points against a grader that runs tests in the student's kernel or
+    # shows it the course; here each earns nothing
+    "startup_file": (0.0, "graded"),      # the untouched blank + an IPython startup file that swallows failures
+    "ast_transformer": (0.0, "graded"),   # wrong answers + an AST transformer that swallows failures
+    "always_equal": (0.0, "graded"),      # answers that return objects equal to anything
+    "read_instructor": (0.0, "graded"),   # wrong answers that exec the solution read from the course or .git
+    "orphan": (0.0, "graded"),            # wrong answers + a setsid daemon without a parent-death signal
+    "error_flood": (0.0, "graded"),       # wrong answers + a 40 MB display, 30 MB of updates, a 10 MB error
+    "script_output": (0.0, "graded"),     # wrong answers + <script> in an output and in the memo
+    "symlinked_lab": (0.0, "error"),      # a lab folder that is a symbolic link into solutions/
+    "=2+3": (0.0, "error"),               # a student id shaped like a spreadsheet formula
+}
+ORPHAN_MARKER = "tradeoffs-orphan-marker-4712"
+XSS = "<script>alert('tradeoffs-xss')</script>"
+HIDDEN_TEST_SNIPPETS = ("BEGIN HIDDEN TESTS", "default_rng(1)", "_fixed / (_a - _b)")
+# Wraps every cell in try/except: with tests run in the kernel, every test cell "passes".
+SWALLOW = (
+    "import ast\n"
+    "class _Swallow(ast.NodeTransformer):\n"
+    "    def visit_Module(self, node):\n"
+    "        handler = ast.ExceptHandler(type=ast.Name('BaseException', ast.Load()), name=None, body=[ast.Pass()])\n"
+    "        node.body = [ast.Try(body=node.body or [ast.Pass()], handlers=[handler], orelse=[], finalbody=[])]\n"
+    "        return ast.fix_missing_locations(node)\n"
+    "get_ipython().ast_transformers.append(_Swallow())\n"
+)
+ALWAYS_EQUAL = {
+    "q1_mean_cost": ("class _Any(float):\n"
+                     "    __eq__ = lambda self, other: True\n    __ne__ = lambda self, other: False\n"
+                     "    __lt__ = __le__ = __gt__ = __ge__ = __eq__\n"
+                     "    __sub__ = __rsub__ = __abs__ = __add__ = lambda self, *a: _Any(0.0)\n"
+                     "    __array_function__ = lambda self, *a, **k: True\n"
+                     "    __array_ufunc__ = lambda self, *a, **k: True\n"
+                     "def mean_cost(costs):\n    return _Any(0.0)"),
+    "q2_break_even": "def break_even(fixed, api_price, own_price):\n    return _Any(0.0)",
+    "q3_p99": "def p99(latencies):\n    return _Any(0.0)",
 }
 ISOLATED = sandbox.detect_isolation() != "limits"
 if not ISOLATED:  # without namespaces the vandal really could wreck the course: see docs/instructor.md
@@ -83,6 +118,28 @@ def _vandal_code(course: Path, submissions: Path) -> str:
     )
 
 
+def _read_instructor_code(course: Path) -> str:
+    """Exec the solution's answer cells, read from the course, the kit or the kit's .git."""
+    kit = Path(__file__).resolve().parents[2]
+    paths = [course / "solutions" / LAB / f"{LAB}.ipynb", kit / "tests/grading/fixtures/solutions" / LAB / f"{LAB}.ipynb"]
+    return (
+        "import json, subprocess\n"
+        "_nb = None\n"
+        f"for _p in {[str(p) for p in paths]!r}:\n"
+        "    try:\n        _nb = json.load(open(_p)); break\n    except Exception:\n        pass\n"
+        "if _nb is None:\n"
+        "    try:\n"
+        f"        _out = subprocess.run(['git', '-C', {str(kit)!r}, 'show', "
+        f"'HEAD:tests/grading/fixtures/solutions/{LAB}/{LAB}.ipynb'], capture_output=True, text=True).stdout\n"
+        "        _nb = json.loads(_out)\n"
+        "    except Exception:\n        pass\n"
+        "for _c in (_nb or {}).get('cells', []):\n"
+        "    if _c['cell_type'] == 'code' and _c.get('metadata', {}).get('nbgrader', {}).get('solution'):\n"
+        "        _code = ''.join(_c['source']) if isinstance(_c['source'], list) else _c['source']\n"
+        "        exec(_code, globals())\n"
+    )
+
+
 def _build_class(course: Path, folder: Path, released, solution_path: Path) -> None:
     solution = nbformat.read(solution_path, as_version=4)
     stubborn = ("import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
@@ -111,6 +168,24 @@ def _build_class(course: Path, folder: Path, released, solution_path: Path) -> N
         "edit_tests_wrong": submission(released, answers=WRONG, edit={t: "pass" for t in TESTS}),
         "delete_tests_wrong": submission(released, answers=WRONG, delete=TESTS),
         "delete_pair": submission(released, answers=SOLUTION, delete=("q2_break_even", "q2_tests", "memo")),
+        "ast_transformer": submission(released, answers=WRONG, prefix={"q1_mean_cost": SWALLOW}),
+        "always_equal": submission(released, answers=ALWAYS_EQUAL),
+        "read_instructor": submission(released, answers={gid: src + "\n" + _read_instructor_code(course)
+                                                         for gid, src in WRONG.items()}),
+        "orphan": submission(released, answers=WRONG, prefix={"q1_mean_cost": (
+            "import ctypes, os, sys\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)\n"
+            f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(600)  # {ORPHAN_MARKER}'])")}),
+        "error_flood": submission(released, answers={**WRONG, "q1_mean_cost": WRONG["q1_mean_cost"] + (
+            "\nfrom IPython.display import display\n_h = display('start', display_id=True)\n"
+            "display({'text/plain': 'x' * 40_000_000}, raw=True)\n"
+            "for _i in range(300):\n    _h.update('u' * 100_000)\n"
+            "raise ValueError('e' * 10_000_000)")}),
+        "script_output": submission(released, answers={**WRONG, "memo": f"My memo. {XSS}"}, prefix={"q1_mean_cost": (
+            f"from IPython.display import HTML, display\ndisplay(HTML({XSS!r}))\nprint({XSS!r})")}),
+        "=2+3": submission(released, answers=SOLUTION),
     }
     if not ISOLATED:
         del notebooks["vandal"]
@@ -118,6 +193,11 @@ def _build_class(course: Path, folder: Path, released, solution_path: Path) -> N
         write_submission(folder, student, nb,
                          timestamp="2030-01-15 12:00:00.000000 UTC" if student == "solution" else None)
     write_submission(folder, "blank", released, flat=True)
+    startup = write_submission(folder, "startup_file", released).parent / ".ipython/profile_default/startup"
+    startup.mkdir(parents=True)
+    (startup / "00-swallow.py").write_text(SWALLOW.replace("get_ipython()", "__import__('IPython').get_ipython()"))
+    (folder / "symlinked_lab").mkdir()
+    (folder / "symlinked_lab" / LAB).symlink_to(course / "solutions" / LAB)
     write_submission(folder, "bad_timestamp", submission(released, answers=SOLUTION), timestamp="next tuesday")
     (folder / "corrupt" / LAB).mkdir(parents=True)
     (folder / "corrupt" / LAB / f"{LAB}.ipynb").write_text("this is not JSON {")
@@ -166,8 +246,10 @@ def test_reasons_and_flags_tell_the_instructor_what_happened(graded_class):
     assert "timed out: q2_break_even" in "; ".join(results["loop"].flags)
     assert "ignored the interrupt" in results["stubborn_loop"].reason
     assert "kernel died" in results["os_exit"].reason and "q2_break_even" in results["os_exit"].reason
-    assert any(f.startswith("output truncated") for f in results["flood"].flags)
-    assert any("numpy.isclose" in f for f in results["patch_globals"].flags)
+    assert any(f.startswith("output budget reached") for f in results["flood"].flags)
+    assert any(f.startswith("output budget reached") for f in results["error_flood"].flags)
+    assert "symbolic link" in results["symlinked_lab"].reason
+    assert "student id '=2+3' refused" in results["=2+3"].reason
     assert set(results["delete_tests_wrong"].restored_cells) == set(TESTS)
     assert set(results["delete_pair"].restored_cells) == {"q2_break_even", "q2_tests", "memo"}
     assert "could not be read" in results["corrupt"].reason
@@ -175,16 +257,39 @@ def test_reasons_and_flags_tell_the_instructor_what_happened(graded_class):
     assert any("timestamp.txt unreadable" in f for f in results["bad_timestamp"].flags)
 
 
-def test_flood_feedback_stays_small(graded_class):
-    feedback = graded_class["course"] / graded_class["results"]["flood"].feedback
-    assert feedback.stat().st_size < 3_000_000
+@pytest.mark.parametrize("student", ["flood", "error_flood"])
+def test_a_flood_stays_within_the_output_budget(graded_class, student):
+    result = graded_class["results"][student]
+    budget = grading.GradeSettings().max_output_chars
+    assert (graded_class["course"] / result.feedback).stat().st_size < budget + 1_000_000
+    graded = graded_class["course"] / "autograded" / student / LAB / f"{LAB}.ipynb"
+    assert graded.stat().st_size < budget + 500_000
+
+
+def test_no_feedback_shows_hidden_tests_or_runs_student_html(graded_class):
+    course = graded_class["course"]
+    for student, result in graded_class["results"].items():
+        html = (course / result.feedback).read_text(encoding="utf-8")
+        for snippet in HIDDEN_TEST_SNIPPETS:
+            assert snippet not in html, f"{student}'s feedback shows hidden test code: {snippet!r}"
+        assert XSS not in html, f"{student}'s feedback carries a live <script>"
+    html = (course / graded_class["results"]["script_output"].feedback).read_text(encoding="utf-8")
+    assert "tradeoffs-xss" in html, "the student's output is shown, as text"
+
+
+def test_formula_shaped_ids_are_text_in_the_csv(graded_class):
+    rows = grading.read_grades_csv(graded_class["course"] / grading.GRADES_CSV)
+    ids = {r["student_id"] for r in rows}
+    assert "'=2+3" in ids and "=2+3" not in ids
+    assert not any(str(v).startswith(("=", "+", "@")) for r in rows for v in r.values())
 
 
 def test_grades_csv_has_one_row_per_student(graded_class):
     rows = grading.read_grades_csv(graded_class["course"] / grading.GRADES_CSV)
     by_student = {r["student_id"]: r for r in rows}
-    assert set(by_student) == set(EXPECTED)  # the stray folder's notebook is not a lab: no row
-    for student, (score, status) in EXPECTED.items():
+    expected = {grading.csv_safe(k): v for k, v in EXPECTED.items()}
+    assert set(by_student) == set(expected)  # the stray folder's notebook is not a lab: no row
+    for student, (score, status) in expected.items():
         assert float(by_student[student]["score"]) == score
         assert by_student[student]["status"] == status
 
@@ -218,4 +323,4 @@ def test_no_process_outlives_grading(graded_class):
     if not ISOLATED:
         pytest.skip("without a PID namespace a setsid daemon can outlive its kernel")
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert DAEMON_MARKER not in ps
+    assert DAEMON_MARKER not in ps and ORPHAN_MARKER not in ps

@@ -14,7 +14,30 @@ import pytest
 from tradeoffs.grading import sandbox
 
 LEVEL = sandbox.detect_isolation()
-needs_namespaces = pytest.mark.skipif(LEVEL == "limits", reason="this OS gives no namespaces; limits only")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _unshare_works() -> bool:
+    """Whether this machine gives namespaces, asked of the system's own tool (not of our probe)."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    flags = ["--net", "--pid", "--fork", "--mount"] + ([] if __import__("os").geteuid() == 0 else ["--user"])
+    return subprocess.run(["unshare", *flags, "true"], capture_output=True).returncode == 0
+
+
+NAMESPACES = _unshare_works()
+needs_namespaces = pytest.mark.skipif(not NAMESPACES, reason="unshare fails here: this OS gives no namespaces")
+
+
+def test_the_grader_uses_namespaces_wherever_the_system_gives_them():
+    """Isolation never degrades silently: where `unshare` works, the probe must find a namespace level."""
+    if not NAMESPACES:
+        pytest.skip("unshare fails here: limits only is the honest answer")
+    sandbox.detect_isolation.cache_clear()
+    assert sandbox.detect_isolation() in ("root", "userns"), \
+        "unshare works on this machine but the sandbox probe says 'limits': grading would run unisolated"
 
 
 def _run(tmp_path: Path, code: str, isolation: str = LEVEL, **spec_kwargs) -> subprocess.CompletedProcess:
@@ -68,22 +91,18 @@ def test_no_network_but_a_private_loopback(tmp_path):
     server.bind(("127.0.0.1", 0))
     server.listen()
     port = server.getsockname()[1]
-    code = (
+    code = (  # nothing here contacts any address but loopback
         "import json, socket\n"
-        "res = {}\n"
+        "res = {'interfaces': [n for _, n in socket.if_nameindex()]}\n"
         "try:\n"
         f"    socket.create_connection(('127.0.0.1', {port}), timeout=2); res['host'] = 'reached'\n"
         "except OSError as e:\n"
         "    res['host'] = 'blocked'\n"
-        "try:\n"
-        "    socket.create_connection(('1.1.1.1', 443), timeout=2); res['internet'] = 'reached'\n"
-        "except OSError:\n"
-        "    res['internet'] = 'blocked'\n"
         "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
         "c = socket.create_connection(s.getsockname(), timeout=2); res['loopback'] = 'works'\n"
         "print(json.dumps(res))\n")
     try:
-        assert _value(_run(tmp_path, code)) == {"host": "blocked", "internet": "blocked", "loopback": "works"}
+        assert _value(_run(tmp_path, code)) == {"interfaces": ["lo"], "host": "blocked", "loopback": "works"}
     finally:
         server.close()
 
@@ -150,16 +169,56 @@ def test_setup_failure_refuses_to_run_unsandboxed(tmp_path):
 
 
 @needs_namespaces
-def test_private_home_shows_only_what_the_kernel_needs(tmp_path):
+def test_the_kernel_sees_an_allow_list_only(tmp_path):
+    """The kit's src/ and Python are there; its .git, solutions/, the grader's home and the rest are not."""
     home = Path.home()
     code = ("import json, os\n"
-            f"h = {str(home)!r}\n"
-            "print(json.dumps([os.getuid(), sorted(os.listdir(h)) if os.access(h, os.R_OK) else []]))")
-    uid, visible = _value(_run(tmp_path, code, private=[str(home)]))
-    assert uid == (65534 if LEVEL == "root" else 0)
-    needed = {Path(p).relative_to(home).parts[0] for p in sandbox.default_exposed_paths()
-              if Path(p).is_relative_to(home) and Path(p) != home}
-    assert set(visible) <= needed, f"the grader's home leaks: {sorted(set(visible) - needed)}"
+            f"repo, home = {str(REPO)!r}, {str(home)!r}\n"
+            "print(json.dumps({'root': sorted(os.listdir('/')), 'uid': os.getuid(),\n"
+            "  'git': os.path.exists(repo + '/.git'), 'solutions': os.path.exists(repo + '/solutions'),\n"
+            "  'src': os.path.isdir(repo + '/src/tradeoffs'),\n"
+            "  'home': sorted(os.listdir(home)) if os.path.isdir(home) else None}))")
+    seen = _value(_run(tmp_path, code, uid=sandbox.job_uid(7)))
+    assert seen["git"] is False and seen["solutions"] is False and seen["src"] is True
+    assert seen["uid"] == (sandbox.job_uid(7) if LEVEL == "root" else 0)
+    system = {Path(p).parts[1] for p in sandbox.SYSTEM_PATHS} | {"tmp", "dev", "proc"}
+    exposed = {Path(p).parts[1] for p in sandbox.default_exposed_paths()} | {Path(str(tmp_path)).parts[1]}
+    assert set(seen["root"]) <= system | exposed, f"outside the allow-list: {set(seen['root']) - system - exposed}"
+    if seen["home"] is not None:  # only the way to Python or the kit, if they live in the home
+        needed = {Path(p).relative_to(home).parts[0] for p in sandbox.default_exposed_paths()
+                  if Path(p).is_relative_to(home) and Path(p) != home}
+        assert set(seen["home"]) <= needed, f"the grader's home leaks: {sorted(set(seen['home']) - needed)}"
+
+
+@needs_namespaces
+def test_python_and_data_under_tmp_stay_visible(tmp_path):
+    """Clean clones and scratch courses live under /tmp: the fresh /tmp must not hide what is exposed."""
+    venv_like = tmp_path / "clone" / ".venv"
+    venv_like.mkdir(parents=True)
+    (venv_like / "marker.txt").write_text("here")
+    code = f"import json; print(json.dumps(open({str(venv_like / 'marker.txt')!r}).read()))"
+    out = _run(tmp_path, code)  # default_exposed_paths() + the folder
+    work = tmp_path / "work"
+    spec = sandbox.SandboxSpec(workdir=str(work), isolation=LEVEL,
+                               expose=sandbox.default_exposed_paths() + [str(venv_like)])
+    out = subprocess.run(spec.command([sys.executable, "-c", code], tmp_path / "spec2.json"),
+                         capture_output=True, text=True, timeout=120)
+    assert _value(out) == "here"
+
+
+@needs_namespaces
+def test_an_orphan_that_escapes_its_parent_dies_with_the_sandbox(tmp_path):
+    """setsid + a cleared parent-death signal + double fork: the sandbox's init still takes it down."""
+    marker = f"sandbox-orphan-{time.time_ns()}"
+    code = ("import ctypes, os, subprocess, sys\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)\n"
+            f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(300)  # {marker}'])\n"
+            "print('[0]')\n")
+    _value(_run(tmp_path, code))
+    time.sleep(0.5)
+    assert marker not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 
 def test_unknown_isolation_level_is_explained(tmp_path):

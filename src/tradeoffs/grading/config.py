@@ -185,6 +185,7 @@ def _run_converter(converter) -> str:
 # The grading limits: written once here, read by `tradeoffs grade`, nbgrader_config.py and
 # GuardedExecute's defaults.
 # ============================================================================================
+ALLOW_LIMITS_ONLY_ENV = "TRADEOFFS_ALLOW_LIMITS_ONLY"  # "1": the explicit opt-in, as --allow-limits-only
 CELL_TIMEOUT = 300  # seconds per cell: labs do real work (model loads), nbgrader's 30 s is too short
 STARTUP_TIMEOUT = 120  # seconds for a sandboxed kernel to start on a busy machine
 
@@ -209,8 +210,12 @@ class GradeSettings:
         CPU-time and memory limits of the kernel.
     isolation : str
         ``"auto"``, ``"root"``, ``"userns"`` or ``"limits"`` (see :mod:`tradeoffs.grading.sandbox`).
-    guard : bool
-        Restore and check builtins/numpy around test cells.
+    allow_limits_only : bool
+        Grade even when the strongest isolation available is ``"limits"`` (resource limits only:
+        student code can then read and change whatever the grading account can). Off by default:
+        :func:`~tradeoffs.grading.grade` refuses instead.
+    max_output_chars : int
+        Output kept per graded notebook, every kind counted; the rest is dropped and flagged.
 
     Examples
     --------
@@ -225,4 +230,5 @@ class GradeSettings:
     cpu_seconds: int = 900
     memory_mb: int = 6144
     isolation: str = "auto"
-    guard: bool = True
+    allow_limits_only: bool = False
+    max_output_chars: int = 2_000_000

@@ -22,16 +22,12 @@ from .config import GradeSettings
 from .results import _atomic_write_text
 
 
-# The guard's source (guard.py), executed in a fresh namespace inside the kernel.
-GUARD_SOURCE = (Path(__file__).with_name("guard.py")).read_text(encoding="utf-8")
-GUARD_INSTALL = ("_tradeoffs_guard_result = (lambda g: (exec(compile(" + repr(GUARD_SOURCE)
-                 + ", '<tradeoffs guard>', 'exec'), g), g['install']())[1])({})")
-
-GUARD_BEFORE = ('_tradeoffs_guard_result = repr(__import__("sys").modules["_tradeoffs_guard"]'
-                '.restore(get_ipython().user_ns, {names!r}))')
-GUARD_AFTER = ('__import__("sys").modules["_tradeoffs_guard"].unhide(get_ipython().user_ns); '
-               '_tradeoffs_guard_result = repr(__import__("sys").modules["_tradeoffs_guard"].ids())')
-GUARD_CLEANUP = "_tradeoffs_guard_result = None; del _tradeoffs_guard_result"
+# The largest single message from the kernel, as a multiple of the output budget (JSON escaping,
+# an honest answer's arrays); ZeroMQ drops larger ones before they are read.
+MESSAGE_FACTOR = 8
+# One request of the test runner, answered inside the kernel (see tradeoffs.grading.answers).
+ANSWER_CODE = '__import__("tradeoffs.grading.answers", fromlist=["serve"]).serve({request!r})'
+ANSWER_REPLY = '__import__("tradeoffs.grading.answers", fromlist=["reply"]).reply()'
 # CPU seconds the kernel and everything it started have used (for the grading benchmark).
 CPU_PROBE = r'''
 def __tradeoffs_cpu():
@@ -44,7 +40,7 @@ def __tradeoffs_cpu():
         except psutil.Error:
             pass
     return repr(total)
-_tradeoffs_guard_result = __tradeoffs_cpu()
+_tradeoffs_cpu_result = __tradeoffs_cpu()
 del __tradeoffs_cpu
 '''
 
@@ -61,6 +57,9 @@ def _kernel_environment(workdir: Path, cache: Path, threads: int | None) -> dict
         # Idle OpenMP threads sleep instead of spinning: kernels share the cores with the other workers.
         # Measured without it, beside another job: lab 5 took 172 s of CPU per notebook instead of ~36 s.
         "OMP_WAIT_POLICY": "PASSIVE",
+        # The kernel's parent is the sandbox's init (PID 1): ipykernel must not take that for "my
+        # parent exited" and quit. The sandbox (and the parent-death signal) stop it with the grader.
+        "JPY_PARENT_PID": "1",
     }
     if threads:
         env.update(thread_env(threads))
@@ -118,16 +117,26 @@ class _KernelStopped(Exception):
     """The kernel died or had to be stopped; the rest of the notebook cannot run."""
 
 
-def _make_sandbox_kernel_manager(spec: sandbox.SandboxSpec, spec_path: Path, kernel_name: str):
+def _make_sandbox_kernel_manager(spec: sandbox.SandboxSpec, spec_path: Path, kernel_name: str,
+                                 max_message_bytes: int):
     from jupyter_client.manager import AsyncKernelManager
 
     class SandboxKernelManager(AsyncKernelManager):
         """A kernel manager whose kernel starts inside :mod:`tradeoffs.grading.sandbox` and talks over
-        Unix sockets (the sandbox has no network, not even the host's loopback)."""
+        Unix sockets (the sandbox has no network, not even the host's loopback). Its clients refuse
+        any single message over ``max_message_bytes`` (ZeroMQ drops it before the grader parses it)."""
 
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
             return spec.command(cmd, spec_path)
+
+        def client(self, **kwargs):
+            import zmq
+            import zmq.asyncio
+
+            context = zmq.asyncio.Context()
+            context.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+            return super().client(context=context, **kwargs)
 
     workdir = Path(spec.workdir)
     return SandboxKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(workdir / ".k"),
@@ -151,13 +160,13 @@ def _execute_class():
           ``interrupt_grace`` seconds is stopped. A kernel that dies (``os._exit``, out of memory,
           CPU limit) or is stopped leaves the cells already run graded and every later cell failed,
           with the reason in its output, instead of failing the whole submission.
-        * Output past ``max_output_chars`` per cell is dropped (a note says so).
-        * Before every test cell, ``builtins`` and the numeric helpers tests rely on
-          (``numpy.isclose``, ``numpy.testing``, ``math.isclose``, ...) are restored and names the
-          test uses that the submission shadowed (``abs = ...``, ``np = ...``) are hidden; if they
-          change *during* a test cell, that cell fails with an ``IntegrityError``. A test cell's
-          ``execute_result`` counts as partial credit only when the test's own last line is an
-          expression and the cell raised nothing.
+        * Output past ``max_output_chars`` per notebook is dropped, whatever its kind (a note says so,
+          and the report lists the cells).
+        * Test cells never run in the student's kernel: they run in :mod:`tradeoffs.grading.checker`,
+          a fresh interpreter started before any student code, which asks the kernel only for
+          plain values (the student's functions are called there; see :mod:`tradeoffs.grading.wire`).
+          A test cell's ``execute_result`` (nbgrader's partial credit) is the test's own last
+          expression, only when the test raised nothing.
         """
 
         sandbox = Bool(True, help="Run the kernel in tradeoffs.grading.sandbox.").tag(config=True)
@@ -165,17 +174,16 @@ def _execute_class():
         workdir = Unicode("", help="Kernel work directory (default: a fresh temporary one).").tag(config=True)
         hide = List(Unicode(), help="Paths invisible to student code.").tag(config=True)
         protect = List(Unicode(), help="Paths that must not be writable by student code.").tag(config=True)
-        private = List(Unicode(), help="Folders hidden from student code except what the kernel needs "
-                                       "(default: the grader's home).").tag(config=True)
-        expose = List(Unicode(), help="Extra paths the kernel may read (Python and the kit always).").tag(config=True)
+        expose = List(Unicode(), help="Course folders whose datasets/ the kernel may read (Python, the kit's "
+                                      "src/ and datasets/ always).").tag(config=True)
         cpu_seconds = Integer(GradeSettings.cpu_seconds, help="CPU-time limit of the kernel.").tag(config=True)
         memory_mb = Integer(GradeSettings.memory_mb, help="Memory limit of the kernel (MiB).").tag(config=True)
         threads = Integer(0, help="Threads per kernel for BLAS/OpenMP (0: library default).").tag(config=True)
         uid = Integer(65534, help="Throwaway uid when grading as root.").tag(config=True)
-        guard = Bool(GradeSettings.guard, help="Restore and check builtins/numpy around test cells, and count a test "
-                                "cell's execute_result only when honest.").tag(config=True)
         interrupt_grace = Integer(GradeSettings.interrupt_grace, help="Seconds a timed-out cell gets to stop after an interrupt.").tag(config=True)
-        max_output_chars = Integer(1_000_000, help="Output kept per cell.").tag(config=True)
+        max_output_chars = Integer(GradeSettings.max_output_chars,
+                                   help="Output kept per notebook, every kind counted (streams, displays and "
+                                        "their updates, results, errors).").tag(config=True)
         report_path = Unicode("", help="Write a JSON report of the execution here.").tag(config=True)
 
         # ---------------------------------------------------------------- set-up
@@ -183,9 +191,8 @@ def _execute_class():
             limits = sandbox.Limits(cpu_seconds=int(self.cpu_seconds), memory_bytes=int(self.memory_mb) << 20)
             return sandbox.SandboxSpec(
                 workdir=str(workdir), hide=list(self.hide), protect=list(self.protect),
-                private=list(self.private) or [str(Path.home())],
                 readonly_binds=_model_binds(cache),
-                expose=sandbox.default_exposed_paths() + [str(repo_root())] + list(self.expose),
+                expose=sandbox.default_exposed_paths() + _data_paths([repo_root(), *map(Path, self.expose)]),
                 limits=limits, isolation=self.isolation, uid=int(self.uid),
                 env=_kernel_environment(workdir, cache, int(self.threads) or None))
 
@@ -202,15 +209,15 @@ def _execute_class():
                 own_tmp = tempfile.mkdtemp(prefix="tradeoffs-kernel-")
                 workdir = Path(own_tmp) / "run"
             cache = _prepare_workdir(workdir, source_dir)
-            self.report = {"kernel": "ok", "reason": "", "timeouts": [], "tampering": [],
-                           "shadowed": [], "truncated": [], "isolation": "none", "cells_not_run": 0,
-                           "seconds": {}}
+            self.report = {"kernel": "ok", "reason": "", "timeouts": [], "truncated": [], "isolation": "none",
+                           "cells_not_run": 0, "seconds": {}}
             if self.sandbox:
                 spec = self._sandbox_spec(workdir, cache)
                 self.report["isolation"] = spec.resolved_isolation()
                 spec_path = workdir.parent / f".{workdir.name}.sandbox.json"
                 km = _make_sandbox_kernel_manager(spec, spec_path, self.kernel_name or
-                                                  nb.metadata.get("kernelspec", {}).get("name", "python3"))
+                                                  nb.metadata.get("kernelspec", {}).get("name", "python3"),
+                                                  max_message_bytes=MESSAGE_FACTOR * int(self.max_output_chars))
             metadata["path"] = str(workdir)
             try:
                 NotebookClient.__init__(self, nb, km)
@@ -221,10 +228,14 @@ def _execute_class():
                 self.shutdown_kernel = "immediate"
                 self.raise_on_iopub_timeout = False
                 self._output_chars, self._dropped = 0, set()
+                self._checker, self._checker_dir = None, tempfile.mkdtemp(prefix="tradeoffs-checker-")
                 self.reset_execution_trackers()
                 self._check_assign_resources(resources)
                 self._run_all(nb, resources)
             finally:
+                if self._checker is not None:
+                    self._checker.close()
+                shutil.rmtree(self._checker_dir, ignore_errors=True)
                 metadata["path"] = str(source_dir)
                 self._write_report()
                 if own_tmp:
@@ -241,9 +252,6 @@ def _execute_class():
                     self.nb.metadata["language_info"] = info["content"]["language_info"]
                     seconds["start"] = time.perf_counter() - mark
                     mark = time.perf_counter()
-                    self._pristine = self._install_guard() if self.guard else None
-                    seconds["guard"] = time.perf_counter() - mark
-                    mark = time.perf_counter()
                     for index, cell in enumerate(self.nb.cells):
                         if stopped:
                             self._fail_cell(cell, "NotRun", stopped)
@@ -254,12 +262,10 @@ def _execute_class():
                             stopped = str(exc)
                     seconds["cells"] = time.perf_counter() - mark
                     if not stopped:
-                        with contextlib.suppress(_KernelStopped):
-                            cpu = self._quiet(CPU_PROBE, timeout=30)
-                            if isinstance(cpu, float):
-                                seconds["cpu"] = cpu
+                        with contextlib.suppress(_KernelStopped, TimeoutError, ValueError, TypeError):
+                            seconds["cpu"] = float(self._quiet(CPU_PROBE, "_tradeoffs_cpu_result", 30))
                     self.set_widgets_metadata()
-            except _KernelStopped as exc:  # the kernel died while starting up or installing the guard
+            except _KernelStopped as exc:  # the kernel died while starting up
                 stopped = stopped or str(exc)
                 for cell in self.nb.cells:
                     if not cell.get("outputs"):
@@ -274,12 +280,10 @@ def _execute_class():
         def preprocess_cell(self, cell, resources, index):
             if cell.cell_type != "code" or not cell.source.strip():
                 return cell, self.resources
-            is_test = nbutils.is_grade(cell) and not nbutils.is_solution(cell)
             grade_id = (cell.metadata.get("nbgrader") or {}).get("grade_id", f"cell {index}")
-            guard_failure = None
-            if is_test and self._pristine is not None:
-                guard_failure = self._guard_before(cell, grade_id)
-            self._output_chars, self._dropped = 0, set()
+            if nbutils.is_grade(cell) and not nbutils.is_solution(cell):
+                self._run_test_cell(cell, grade_id)
+                return cell, self.resources
             try:
                 self.execute_cell(cell, index, store_history=True)
             except CellTimeoutError:
@@ -297,13 +301,6 @@ def _execute_class():
                 self._add_truncation_notes(cell)
                 raise _KernelStopped(reason)
             self._add_truncation_notes(cell)
-            if is_test:
-                if guard_failure:
-                    self._fail_cell(cell, "IntegrityError", guard_failure)
-                elif self._pristine is not None:
-                    self._guard_after(cell, grade_id)
-                if self.guard:
-                    _neutralise_partial_credit(cell)
             return cell, self.resources
 
         def _fail_cell(self, cell, ename: str, message: str) -> None:
@@ -346,38 +343,68 @@ def _execute_class():
                 run_sync(self.km.shutdown_kernel)(now=True)
             return False
 
-        def _output_size(self, out) -> int:
-            if out.get("output_type") == "stream":
-                return len(out.get("text", ""))
+        # ---------------------------------------------------------------- the output budget
+        def _admit(self, out) -> bool:
+            """Count ``out`` against the notebook's budget; False when it must be dropped.
+
+            Errors decide grades, so they are always kept, cut to a few thousand characters.
+            """
             if out.get("output_type") == "error":
-                return 0  # errors are always kept: they decide the grade
-            return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values())
+                out["ename"], out["evalue"] = str(out.get("ename", ""))[:200], str(out.get("evalue", ""))[:2000]
+                out["traceback"] = [str(line)[:2000] for line in out.get("traceback", [])[-20:]]
+                self._output_chars += _output_size(out)
+                return True
+            size = _output_size(out)
+            if self._output_chars + size > self.max_output_chars:
+                self._dropped.add(out.get("name") or out.get("output_type", "display"))
+                return False
+            self._output_chars += size
+            return True
 
         def output(self, outs, msg, display_id, cell_index):
             from nbformat.v4 import output_from_msg
 
-            with contextlib.suppress(ValueError):
+            try:
                 out = output_from_msg(msg)
-                size = self._output_size(out)
-                if self._output_chars + size > self.max_output_chars and out.get("output_type") != "error":
-                    self._dropped.add(out.get("name", "display"))
-                    return None
-                self._output_chars += size
+            except ValueError:
+                return None
+            if not self._admit(out):
+                return None
+            if out.get("output_type") == "error":  # the admitted (cut) version
+                msg = {**msg, "content": {**msg["content"], "ename": out["ename"], "evalue": out["evalue"],
+                                          "traceback": out["traceback"]}}
             return super().output(outs, msg, display_id, cell_index)
+
+        def _update_display_id(self, display_id, msg):
+            from nbformat.v4 import output_from_msg
+
+            with contextlib.suppress(ValueError):
+                kind = msg["header"]["msg_type"]
+                if not self._admit(output_from_msg({**msg, "msg_type": "display_data",
+                                                    "header": {**msg["header"], "msg_type": "display_data"}})
+                                   if kind == "update_display_data" else output_from_msg(msg)):
+                    return None
+            return super()._update_display_id(display_id, msg)
+
+        def handle_comm_msg(self, outs, msg, cell_index):
+            size = len(json.dumps(msg.get("content", {}), default=str))
+            if self._output_chars + size > self.max_output_chars:
+                self._dropped.add("widget")
+                return None
+            self._output_chars += size
+            return super().handle_comm_msg(outs, msg, cell_index)
 
         def _add_truncation_notes(self, cell) -> None:
             if not self._dropped:
                 return
             gid = (cell.metadata.get("nbgrader") or {}).get("grade_id", "cell")
             self.report["truncated"].append(gid)
-            for name in sorted(self._dropped):
-                stream = name if name in ("stdout", "stderr") else "stdout"
-                cell.outputs.append(new_output("stream", name=stream, text=(
-                    f"\n[grader: further {name} output of this cell was dropped after "
-                    f"{self.max_output_chars:,} characters]\n")))
+            cell.outputs.append(new_output("stream", name="stdout", text=(
+                f"\n[grader: output of this cell dropped ({', '.join(sorted(self._dropped))}): the notebook "
+                f"reached the grader's output budget of {self.max_output_chars:,} characters]\n")))
             self._dropped = set()
 
-        # ---------------------------------------------------------------- the guard
+        # ---------------------------------------------------------------- test cells
         async def _async_quiet_execute(self, code: str, expressions: dict, timeout: float):
             """Run ``code`` silently in the kernel; the reply content, or None on timeout/death."""
             from queue import Empty
@@ -398,62 +425,87 @@ def _execute_class():
                 if msg["parent_header"].get("msg_id") == msg_id:
                     return msg["content"]
 
-        def _quiet(self, code: str, timeout: float = 60.0) -> Any:
-            """Run guard code and return the literal value of ``_tradeoffs_guard_result``."""
+        def _quiet(self, code: str, expression: str, timeout: float) -> Any:
+            """Run ``code`` silently; the text of ``expression`` afterwards (None when it failed).
+
+            Raises :class:`_KernelStopped` when the kernel died, and :class:`TimeoutError` when it
+            did not answer within ``timeout`` seconds.
+            """
             from jupyter_core.utils import run_sync
 
             async def go():
-                return await self._async_quiet_execute(code, {"r": "_tradeoffs_guard_result"}, timeout)
+                return await self._async_quiet_execute(code, {"r": expression}, timeout)
 
             content = run_sync(go)()
             if content is None:
                 if not run_sync(self.km.is_alive)():
-                    raise _KernelStopped(self._death_reason("the grader's guard"))
-                raise _KernelStopped("the kernel stopped answering the grader")
-            if content.get("status") != "ok":
-                return None
-            expr = content.get("user_expressions", {}).get("r", {})
-            if expr.get("status") != "ok":
+                    raise _KernelStopped(self._death_reason("a test cell"))
+                raise TimeoutError
+            expr = (content.get("user_expressions") or {}).get("r", {})
+            if content.get("status") != "ok" or expr.get("status") != "ok":
                 return None
             with contextlib.suppress(ValueError, SyntaxError):
-                return ast.literal_eval(ast.literal_eval(expr["data"]["text/plain"]))
+                return ast.literal_eval(expr["data"]["text/plain"])
             return None
 
-        def _install_guard(self) -> dict | None:
-            ids = self._quiet(GUARD_INSTALL)
-            self._quiet(GUARD_CLEANUP)
-            if not isinstance(ids, dict):
-                self.log.warning("could not install the grading guard (is numpy importable?)")
-                return None
-            return ids
+        def _checker_client(self):
+            from . import checker
 
-        def _guard_before(self, cell, grade_id: str) -> str | None:
-            """Restore what tests rely on; a failure message when the guard itself is gone."""
-            names = sorted(set(re.findall(r"[A-Za-z_]\w*", cell.source)))
-            result = self._quiet(GUARD_BEFORE.format(names=names))
-            self._quiet(GUARD_CLEANUP)
-            if not (isinstance(result, tuple) and len(result) == 2):
-                self.report["tampering"].append(f"{grade_id}: the grader's guard was removed or broken")
-                return "the submission removed or broke the grader's guard, so this test cannot be trusted"
-            changed, shadowed = result
-            if changed:
-                self.report["tampering"].append(f"before {grade_id}: restored {', '.join(changed)}")
-            if shadowed:
-                self.report["shadowed"].append(f"{grade_id}: {', '.join(shadowed)}")
-            return None
+            if self._checker is None or not self._checker.alive():
+                self._checker = checker.CheckerClient(self._checker_dir, env=_checker_environment(self.threads))
+            return self._checker
 
-        def _guard_after(self, cell, grade_id: str) -> None:
-            ids = self._quiet(GUARD_AFTER)
-            self._quiet(GUARD_CLEANUP)
-            if not isinstance(ids, dict):
-                changed = ["the grader's guard"]
-            else:
-                changed = sorted(k for k, v in self._pristine.items() if ids.get(k) != v)
-            if changed:
-                self.report["tampering"].append(f"during {grade_id}: {', '.join(changed[:10])}")
-                self._fail_cell(cell, "IntegrityError",
-                                f"this test cell's code replaced {', '.join(changed[:5])}; a test that "
-                                f"runs with replaced checks cannot be trusted, so it scores zero")
+        def _run_test_cell(self, cell, grade_id: str) -> None:
+            """Run a test cell in the checker, its questions answered by the student's kernel."""
+            from nbformat.v4 import new_output
+
+            from . import checker
+
+            cell.outputs = []
+            timeout = float(self._get_timeout(cell) or 300)
+            state = {"stopped": "", "timeout": False}
+
+            def ask_kernel(request: str, left: float) -> str:
+                if state["stopped"] or left <= 0:
+                    raise checker.KernelStopped(state["stopped"] or "the test ran past the grader's limit")
+                try:
+                    text = self._quiet(ANSWER_CODE.format(request=request), ANSWER_REPLY, left)
+                except TimeoutError:
+                    state["timeout"] = True
+                    if not self._recover_after_timeout():
+                        state["stopped"] = (f"a test cell ({grade_id}) ran past {timeout:g} s and the kernel "
+                                            f"ignored the interrupt; the grader stopped the kernel")
+                    raise checker.KernelStopped(f"this test ran longer than the grader's limit of {timeout:g} s "
+                                                f"and was interrupted")
+                except _KernelStopped as exc:
+                    state["stopped"] = str(exc)
+                    raise checker.KernelStopped(str(exc))
+                return text if isinstance(text, str) else ""
+
+            outcome = self._checker_client().run(cell.source, grade_id, ask_kernel, time.monotonic() + timeout)
+            if outcome.get("timeout"):
+                state["timeout"] = True
+            for name in ("stdout", "stderr"):
+                if outcome.get(name):
+                    self._keep(cell, new_output("stream", name=name, text=outcome[name]))
+            error = outcome.get("error")
+            if error:
+                where = f" ({error['where']})" if error.get("where") else ""
+                self._keep(cell, new_output("error", ename=error["ename"], evalue=error["evalue"],
+                                            traceback=[f"{error['ename']}: {error['evalue']}{where}"]))
+            elif "result" in outcome:
+                self._keep(cell, new_output("execute_result", data={"text/plain": outcome["result"]},
+                                            execution_count=None))
+            self._add_truncation_notes(cell)
+            if state["timeout"]:
+                self.report["timeouts"].append(grade_id)
+            if state["stopped"]:
+                raise _KernelStopped(state["stopped"])
+
+        def _keep(self, cell, out) -> None:
+            """Append one output, within the notebook's output budget."""
+            if self._admit(out):
+                cell.outputs.append(out)
 
         def _write_report(self) -> None:
             if self.report_path:
@@ -462,24 +514,29 @@ def _execute_class():
     return GuardedExecute
 
 
-def _neutralise_partial_credit(cell) -> None:
-    """Keep a test cell's ``execute_result`` (nbgrader's partial credit) only when it is honest.
+def _data_paths(roots) -> list[str]:
+    """The ``datasets/`` folder of each course root that has one (all the kernel reads of a course)."""
+    return [str(root / "datasets") for root in roots if (root / "datasets").is_dir()]
 
-    nbgrader reads the *first* ``execute_result`` or error of a test cell, so a submission that
-    publishes a number (``sys.displayhook(15)``) before a failing assert would score it. Results
-    count only when the cell raised nothing and the test's own last statement is an expression.
-    """
-    failed = any(o.get("output_type") == "error" for o in cell.outputs)
-    last_is_expr = False
-    with contextlib.suppress(SyntaxError, ValueError):
-        body = ast.parse(cell.source).body
-        last_is_expr = bool(body) and isinstance(body[-1], ast.Expr)
-    results = [o for o in cell.outputs if o.get("output_type") == "execute_result"]
-    keep = results[-1] if (results and last_is_expr and not failed) else None
-    for out in results:
-        if out is not keep:
-            out["output_type"] = "display_data"
-            out.pop("execution_count", None)
+
+def _output_size(out) -> int:
+    """Characters an output adds to a notebook (every kind counted)."""
+    kind = out.get("output_type")
+    if kind == "stream":
+        return len(out.get("text", ""))
+    if kind == "error":
+        return sum(len(str(v)) for v in (out.get("ename"), out.get("evalue"), *out.get("traceback", [])))
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values()) + \
+        len(json.dumps(out.get("metadata", {}), default=str))
+
+
+def _checker_environment(threads: int) -> dict[str, str]:
+    """The test runner's environment: the grader's PATH and locale, no secrets, bounded threads."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TRADEOFFS_CACHE")}
+    env.update({"MPLBACKEND": "agg", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONDONTWRITEBYTECODE": "1"})
+    if threads:
+        env.update(thread_env(threads))
+    return env
 
 
 def __getattr__(name: str):

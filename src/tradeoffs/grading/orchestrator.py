@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import sandbox
-from .config import CELL_TIMEOUT, GRADEBOOK, GradeSettings, GRADES_CSV, GradingError, course_labs, course_root, load_config, log
+from .config import ALLOW_LIMITS_ONLY_ENV, CELL_TIMEOUT, GRADEBOOK, GradeSettings, GRADES_CSV, GradingError, course_labs, course_root, load_config, log
 from .release import _generate_assignment
 from .results import GradeResult, _atomic_write_text, _ensure_assignment, merge_result, write_grades_csv
 from .submissions import Submission, find_submissions
@@ -91,9 +91,16 @@ def grade(submissions_dir: str | os.PathLike, root: str | os.PathLike | None = N
     db = root / GRADEBOOK
     csv_path = Path(csv_path) if csv_path else root / GRADES_CSV
     isolation = sandbox.detect_isolation() if settings.isolation == "auto" else settings.isolation
-    if isolation == "limits":
-        log.warning("student code runs with resource limits only (no namespaces on this machine); "
-                    "see docs/instructor.md, 'Untrusted code'")
+    log.info("isolation: %s", sandbox.describe_isolation(isolation))
+    allowed = settings.allow_limits_only or os.environ.get(ALLOW_LIMITS_ONLY_ENV) == "1"
+    if isolation == "limits" and not allowed:
+        raise GradingError(
+            "this machine gives the grader no namespaces, so student code would run with resource limits "
+            "only: it could read and change whatever this account can (other submissions, the gradebook, "
+            "your files). Grade in a container or VM where namespaces work (as root, or with unprivileged "
+            "user namespaces), or accept the risk explicitly with --allow-limits-only "
+            f"(GradeSettings(allow_limits_only=True), or {ALLOW_LIMITS_ONLY_ENV}=1); see docs/instructor.md, "
+            "'Untrusted code'")
     own_tmp = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="tg-")) if own_tmp else Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -112,7 +119,7 @@ def grade(submissions_dir: str | os.PathLike, root: str | os.PathLike | None = N
         for i, sub in enumerate(submissions):
             job_dir = work / f"j{i:04d}"
             job_dir.mkdir()
-            jobs.append(Job(index=i, student=sub.student, lab=sub.lab, notebook=str(sub.notebook.resolve()),
+            jobs.append(Job(index=i, student=sub.student, lab=sub.lab, notebook=str(sub.notebook.absolute()),
                             timestamp=sub.timestamp, root=str(root), template=str(templates[sub.lab]),
                             job_dir=str(job_dir), settings=resolved, threads=threads, hide=hide,
                             protect=[str(db), str(root / "labs"), str(root / "solutions")]))

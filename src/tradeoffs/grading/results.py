@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -91,12 +92,37 @@ def read_grades_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_safe(text: str) -> str:
+    """A CSV cell a spreadsheet will not run: text that starts like a formula gets a leading ``'``.
+
+    OWASP's rule for CSV injection (``=``, ``+``, ``-``, ``@``, tab, carriage return); numbers stay.
+
+    Examples
+    --------
+    >>> csv_safe("=2+3"), csv_safe("-1.5"), csv_safe("alice")
+    ("'=2+3", '-1.5', 'alice')
+    """
+    text = str(text)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def write_grades_csv(path: str | os.PathLike, results: Iterable[GradeResult]) -> None:
-    """Merge ``results`` into the CSV at ``path`` (one row per student and lab) atomically."""
+    """Merge ``results`` into the CSV at ``path`` (one row per student and lab) atomically.
+
+    Every cell goes through :func:`csv_safe`: a student id or a reason shaped like a formula is
+    written as text.
+    """
     path = Path(path)
     rows = {(r["student_id"], r["lab"]): r for r in read_grades_csv(path)}
     for result in results:
-        rows[(result.student, result.lab)] = result.csv_row()
+        row = {k: csv_safe(v) for k, v in result.csv_row().items()}
+        rows[(row["student_id"], row["lab"])] = row
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()

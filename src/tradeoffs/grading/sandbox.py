@@ -7,11 +7,15 @@ that starts the kernel so that, where the operating system allows it, the code r
 * in its own **network namespace** (only a private loopback: no internet, no host services);
 * in its own **PID namespace** (it cannot see or signal the grader or other students, and every
   process it starts dies with it, even a ``setsid`` daemon);
-* in its own **mount namespace** where the whole filesystem is read-only except its work
-  directory, ``/tmp`` and ``/dev/shm`` are fresh size-limited tmpfs mounts (other jobs' files are
-  invisible), and the paths it must not read (solutions, other submissions, gradebooks) are hidden;
-* as a **throwaway unprivileged user** when the grader runs as root (containers, CI), or with every
-  capability dropped inside an unprivileged user namespace otherwise.
+* in its own **mount namespace** whose root is an allow-list: the system's programs and libraries,
+  Python and the kit read-only, the work directory writable, fresh size-limited ``/tmp`` and
+  ``/dev/shm``. Nothing else of the machine exists inside (the course's ``.git`` and solutions,
+  other submissions, gradebooks, the grader's home);
+* under a **grader-owned PID 1** that reaps every process and, when the kernel exits, takes the
+  whole namespace with it (whatever a process did to itself: ``setsid``, a cleared parent-death
+  signal);
+* as a **throwaway unprivileged user** (one uid per job) when the grader runs as root (containers,
+  CI), or with every capability dropped inside an unprivileged user namespace otherwise.
 
 Three isolation levels, chosen by :func:`detect_isolation` (probed once per process):
 
@@ -25,9 +29,9 @@ Three isolation levels, chosen by :func:`detect_isolation` (probed once per proc
 
 The launcher runs as ``python -m tradeoffs.grading.sandbox SPEC.json -- ARGV...``; :meth:`SandboxSpec.command`
 builds that command line. In the namespace levels it forks: the child becomes PID 1 of the new PID
-namespace, sets up mounts, limits and identity, then ``exec``\\ s ``ARGV``; the parent stays in the
-host namespaces, waits, and exits with the child's status, so a kernel manager can poll and signal it
-like any kernel process.
+namespace, builds the root, then forks the kernel (limits, identity, ``exec`` of ``ARGV``) and stays
+as its init; the launcher stays in the host namespaces, waits, and exits with the kernel's status, so
+a kernel manager can poll and signal it like any kernel process.
 
 Examples
 --------
@@ -44,6 +48,7 @@ Examples
 from __future__ import annotations
 
 import ctypes
+import contextlib
 import ctypes.util
 import errno
 import json
@@ -73,26 +78,31 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
-MS_NOATIME = 1024
-MS_NODIRATIME = 2048
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
-MS_RELATIME = 1 << 21
-MS_STRICTATIME = 1 << 24
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41}  # no libc wrapper: the raw syscall
+MNT_DETACH = 2
 CAP_LAST_CAP_FALLBACK = 40
 SETUP_FAILED = 125  # exit status of the launcher when the sandbox could not be built
+# Throwaway uids of grading jobs (root level): one per job, in a range no account uses (Debian
+# allocates system and user accounts below 65536), so jobs cannot signal each other or share limits.
+JOB_UID_BASE = 1_200_000
+JOB_UID_COUNT = 100_000
 
-_MOUNT_OPTION_FLAGS = {
-    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
-    "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
-}
-# Mounts the read-only pass leaves alone: kernel interfaces and device nodes.
-_SKIP_READONLY = ("/proc", "/sys", "/dev")
 
+def job_uid(index: int) -> int:
+    """The throwaway uid of grading job ``index``.
+
+    Examples
+    --------
+    >>> job_uid(0), job_uid(1)
+    (1200000, 1200001)
+    """
+    return JOB_UID_BASE + index % JOB_UID_COUNT
 
 # Environment variables the sandboxed process may inherit; everything else (API keys, tokens,
 # credentials) is dropped. SandboxSpec.env adds to what survives.
@@ -155,14 +165,9 @@ class SandboxSpec:
         Paths made visible read-only at ``target`` (which must lie inside ``workdir``), e.g. the
         model cache when it sits in a home directory the throwaway user cannot enter.
     expose : list of str
-        Paths the sandboxed user must be able to read at their own path (the Python installation,
-        the kit). At the ``"root"`` level, an ancestor the throwaway uid cannot enter (say a 0700
-        ``/root`` holding the interpreter) is replaced by an empty tmpfs with only these paths bound
-        back, read-only; everything else under it stays invisible. See :func:`default_exposed_paths`.
-    private : list of str
-        Directories whose content is hidden except the ``expose`` paths inside them, which are bound
-        back read-only (e.g. the grader's home: the kit and Python may live there, SSH keys and
-        private course files too).
+        Paths shown read-only at their own path besides :data:`SYSTEM_PATHS`: the Python
+        installation, the kit's ``src/`` and ``datasets/`` (see :func:`default_exposed_paths`).
+        Everything else of the machine is absent inside the namespace levels.
     protect : list of str
         Paths that must end up unwritable; the launcher refuses to start when one is writable.
     limits : Limits
@@ -187,7 +192,6 @@ class SandboxSpec:
     hide: list[str] = field(default_factory=list)
     readonly_binds: list[list[str]] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
-    private: list[str] = field(default_factory=list)
     protect: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     isolation: str = "auto"
@@ -254,11 +258,29 @@ def detect_isolation() -> str:
     return "limits"
 
 
+def describe_isolation(level: str) -> str:
+    """One line for the instructor: what student code can and cannot do at ``level``.
+
+    Examples
+    --------
+    >>> describe_isolation("limits").startswith("limits")
+    True
+    """
+    return {
+        "root": "root - namespaces (no network, own PIDs, allow-listed read-only files) and a throwaway uid "
+                "per job",
+        "userns": "userns - namespaces (no network, own PIDs, allow-listed read-only files), no capabilities, "
+                  "your own uid",
+        "limits": "limits - resource limits only: student code can read and change whatever this account can",
+    }.get(level, level)
+
+
 def probe(level: str) -> bool:
     """True when a sandbox at ``level`` can be built here and really isolates.
 
-    The probe runs a tiny program inside that checks it has no route to the network, runs as PID 1
-    and cannot write the probe's own spec file (a stand-in for the gradebook).
+    The probe runs a tiny program inside that checks, without contacting anything, that its only
+    network interface is a private loopback, that it runs under the sandbox's init in its own PID
+    namespace, and that a file outside the allow-list (a stand-in for the gradebook) is not there.
     """
     with tempfile.TemporaryDirectory(prefix="tradeoffs-probe-") as tmp:
         work = Path(tmp) / "work"
@@ -270,12 +292,9 @@ def probe(level: str) -> bool:
         check = (
             "import os, socket\n"
             f"assert not os.access({str(protected)!r}, os.W_OK), 'protected path writable'\n"
-            "assert os.getpid() == 1, 'not in a PID namespace'\n"
-            "try:\n"
-            "    socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n"
-            "    raise SystemExit('network reachable')\n"
-            "except OSError:\n"
-            "    pass\n"
+            f"assert not os.path.exists({str(protected)!r}), 'a path outside the allow-list is visible'\n"
+            "assert os.getpid() == 2, 'not under the sandbox init in a PID namespace'\n"
+            "assert [n for _, n in socket.if_nameindex()] == ['lo'], 'network interfaces visible'\n"
             "print('sandbox-ok')\n"
         )
         try:
@@ -330,34 +349,8 @@ def apply_limits(limits: Limits) -> None:
         cap(resource.RLIMIT_NPROC, int(limits.processes))
 
 
-def _mountinfo() -> list[tuple[str, int]]:
-    """(mount point, per-mount flags to preserve) for every mount, parents first."""
-    mounts = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            fields = line.split()
-            point = fields[4].encode().decode("unicode_escape")
-            flags = 0
-            for opt in fields[5].split(","):
-                flags |= _MOUNT_OPTION_FLAGS.get(opt, 0)
-            mounts.append((point, flags))
-    return sorted(mounts, key=lambda m: m[0].count("/") + (m[0] != "/"))
-
-
 def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
-def _make_readonly() -> None:
-    """Remount every mount read-only (except /proc, /sys, /dev), keeping its other flags."""
-    for point, flags in _mountinfo():
-        if _under(point, _SKIP_READONLY):
-            continue
-        try:
-            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOENT):
-                raise
 
 
 def _fresh_tmpfs(path: str, size: int, readonly: bool = False) -> None:
@@ -366,11 +359,11 @@ def _fresh_tmpfs(path: str, size: int, readonly: bool = False) -> None:
         _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, f"size={max(size, 4096)}")
 
 
-def _bind_fd(fd: int, target: str, readonly: bool) -> None:
+def _bind_fd(fd: int, target: str, readonly: bool, device: bool = False) -> None:
     source = f"/proc/self/fd/{fd}"
     _mount(source, target, None, MS_BIND | MS_REC)
-    flags = MS_REMOUNT | MS_BIND | (MS_RDONLY if readonly else 0)
-    _mount(None, target, None, flags | MS_NOSUID | MS_NODEV)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (MS_RDONLY if readonly else 0) | (0 if device else MS_NODEV)
+    _mount(None, target, None, flags)
 
 
 def _ensure_mountpoint(target: str, is_dir: bool) -> None:
@@ -410,65 +403,118 @@ def _drop_capabilities() -> None:
                 raise
 
 
+# What every sandbox shows besides the spec's own paths: the system's programs and libraries,
+# configuration (no secrets there that another user may read), the CPU description, a few devices.
+SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc",
+                "/sys/devices/system/cpu")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+NEW_ROOT = "/tmp"  # where the new root is assembled (a fresh tmpfs; then pivot_root into it)
+
+
+def _open_sources(spec: SandboxSpec) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Open (``O_PATH``) everything the new root will show, before anything is mounted over it.
+
+    Returns ``(path, fd)`` pairs for the read-only views and ``(path, link target)`` pairs for
+    symbolic links among :data:`SYSTEM_PATHS` (``/bin -> usr/bin`` on merged-/usr systems).
+    """
+    wanted, links = set(), []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            links.append((path, os.readlink(path)))
+        elif os.path.exists(path):
+            wanted.add(path)
+    wanted |= {os.path.realpath(p) for p in spec.expose if os.path.exists(p)}
+    # a path inside another exposed path comes along with it
+    top = sorted(p for p in wanted if not _under(p, [q for q in wanted if q != p]))
+    return [(p, os.open(p, os.O_PATH)) for p in top + [d for d in DEVICES if os.path.exists(d)]], links
+
+
+def _mkdirs(path: str) -> None:
+    os.makedirs(path, mode=0o755, exist_ok=True)
+
+
 def _setup_child(spec: SandboxSpec, level: str, fds: dict[str, int]) -> None:
-    """Inside the new namespaces (we are PID 1): mounts, network, limits, identity."""
+    """Inside the new namespaces (we are PID 1): build an allow-listed root, network, limits.
+
+    The new root is an empty tmpfs showing only :data:`SYSTEM_PATHS`, ``spec.expose`` (Python, the
+    kit) read-only, a fresh ``/tmp``, ``/dev/shm``, ``/proc`` and a few devices, and the work
+    directory writable. Nothing else of the machine exists inside: not the course's ``.git`` or
+    solutions, not other submissions, not the grader's home.
+    """
     _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     workdir = os.path.realpath(spec.workdir)
+    sources, links = _open_sources(spec)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _make_readonly()
-    # Fresh, size-limited /tmp and /dev/shm: other jobs' files (and anything else there) vanish.
-    for tmp in ("/tmp", "/dev/shm"):
-        if os.path.isdir(tmp):
-            _fresh_tmpfs(tmp, spec.limits.tmpfs_bytes)
-    empty = "/tmp/.tradeoffs-hidden"  # what hidden files turn into: an empty, read-only file
-    if os.path.isdir("/tmp"):
-        open(empty, "w").close()
-        os.chmod(empty, 0o444)
-    else:  # pragma: no cover - a system without /tmp
-        empty = "/dev/null"
-    hidden_dirs = []
-    for path in spec.hide:
-        path = os.path.realpath(path)
-        if not os.path.lexists(path) or _under(path, ["/tmp", "/dev/shm"]):
-            continue  # already gone with the fresh /tmp
-        if os.path.isdir(path):
-            _fresh_tmpfs(path, 65536)  # made read-only once mount points inside exist
-            hidden_dirs.append(path)
-        else:
-            _mount(empty, path, None, MS_BIND)
-            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1048576,mode=755")
+    new = NEW_ROOT
+    for sub in ("tmp", "dev/shm"):  # first, so that exposed paths under /tmp land inside them
+        _mkdirs(new + "/" + sub)
+        _fresh_tmpfs(new + "/" + sub, spec.limits.tmpfs_bytes)
+    for path, target in links:
+        os.symlink(target, new + path)
+    for path, fd in sources:
+        is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
+        _ensure_mountpoint(new + path, is_dir)
+        _bind_fd(fd, new + path, readonly=True, device=path in DEVICES)
+        os.close(fd)
+    _ensure_mountpoint(new + workdir, is_dir=True)
+    _bind_fd(fds["workdir"], new + workdir, readonly=False)
     uid = (65534 if spec.uid is None else int(spec.uid)) if level == "root" else None
-    hidden_dirs += _expose(spec.expose, spec.private, uid)
-    # The work directory, back at its own path and writable.
-    _ensure_mountpoint(workdir, is_dir=True)
-    _bind_fd(fds["workdir"], workdir, readonly=False)
     if uid is not None:  # before the read-only binds land inside it
-        _chown_tree(workdir, uid)
+        _chown_tree(new + workdir, uid)
     for i, (_, target) in enumerate(spec.readonly_binds):
-        target = os.path.join(workdir, os.path.relpath(os.path.realpath(target), workdir))
+        target = new + os.path.join(workdir, os.path.relpath(os.path.realpath(target), workdir))
         is_dir = os.path.isdir(f"/proc/self/fd/{fds[f'bind{i}']}")
         _ensure_mountpoint(target, is_dir)
         _bind_fd(fds[f"bind{i}"], target, readonly=True)
-    for path in hidden_dirs:  # read-only now that every mount point inside exists
-        _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=65536")
-    try:  # a /proc that shows only our processes
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    except OSError:
-        pass  # some container runtimes forbid it; the PID namespace still isolates signals
+    _hide(spec.hide, new, keep=[workdir])
+    _mkdirs(new + "/proc")
+    _mkdirs(new + "/.old")
+    os.chdir(new)
+    import platform
+
+    if platform.machine() not in SYS_PIVOT_ROOT:
+        raise SandboxError(f"pivot_root's system call number on {platform.machine()} is not known; "
+                           f"grade on x86-64 or arm64, or with TRADEOFFS_SANDBOX=limits")
+    _libc_call("syscall", ctypes.c_long(SYS_PIVOT_ROOT[platform.machine()]), b".", b".old")
+    os.chdir("/")
+    _libc_call("umount2", b"/.old", MNT_DETACH)
+    os.rmdir("/.old")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1048576")
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # only our own processes
     _loopback_up()
     for path in spec.protect:
         if os.path.exists(path) and os.access(path, os.W_OK):
             raise SandboxError(f"{path} is still writable inside the sandbox")
     os.chdir(workdir)
+
+
+def _hide(paths: Sequence[str], new: str, keep: Sequence[str]) -> None:
+    """Hide paths that lie inside an exposed folder: a directory becomes empty, a file empty.
+
+    A path that holds one of ``keep`` (the work directory) is left alone: only the way to it exists.
+    """
+    for path in paths:
+        path = os.path.realpath(path)
+        inside = new + path
+        if not os.path.lexists(inside) or any(_under(k, [path]) for k in keep):
+            continue
+        if os.path.isdir(inside):
+            _fresh_tmpfs(inside, 4096)
+            _mount(None, inside, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4096")
+        else:
+            _mount("/dev/null", inside, None, MS_BIND)
+            _mount(None, inside, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _become_student(spec: SandboxSpec, level: str) -> None:
+    """In the kernel's process, after the init forked it: limits, then identity, then exec."""
     apply_limits(spec.limits)
     if level == "root":
         uid = 65534 if spec.uid is None else int(spec.uid)
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-        # Changing credentials clears the parent-death signal: set it again, so that the whole
-        # namespace still dies with the launcher.
-        _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     else:
         _drop_capabilities()
     _libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
@@ -477,57 +523,33 @@ def _setup_child(spec: SandboxSpec, level: str, fds: dict[str, int]) -> None:
             raise SandboxError(f"{path} is writable by the sandboxed user")
 
 
-def _traversable(path: str, uid: int) -> bool:
-    st = os.stat(path)
-    if st.st_uid == uid:
-        return bool(st.st_mode & 0o100)
-    if st.st_gid == uid:
-        return bool(st.st_mode & 0o010)
-    return bool(st.st_mode & 0o001)
+def _init(child: int) -> int:
+    """PID 1 of the sandbox, owned by the grader: reap every process; when the kernel exits, exit
+    with its status, and the kernel of the machine then kills whatever is left in the namespace
+    (a ``setsid`` daemon, a process that cleared its parent-death signal). A termination request
+    kills everything at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel (same process group)
 
+    def stop(_signum, _frame):
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)  # every process of the namespace except this one
+        os._exit(128 + signal.SIGTERM)
 
-def _blocking_ancestor(path: str, uid: int) -> str | None:
-    """The shallowest directory above ``path`` that ``uid`` cannot enter, if any."""
-    parts = Path(path).parts
-    for i in range(1, len(parts)):
-        ancestor = str(Path(*parts[:i]))
-        if not _traversable(ancestor, uid):
-            return ancestor
-    return None
-
-
-def _expose(paths: Sequence[str], private: Sequence[str], uid: int | None) -> list[str]:
-    """Hide ``private`` directories (and, for a throwaway ``uid``, every directory it could not enter
-    on the way to ``paths``) behind empty tmpfs mounts, with ``paths`` bound back read-only.
-
-    Returns the tmpfs mount points, to be made read-only once nothing more is mounted inside them.
-    """
-    exposures = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
-    holders = {os.path.realpath(p) for p in private if os.path.isdir(p) and os.path.realpath(p) != "/"}
-    if uid is not None:
-        holders |= {a for a in map(lambda p: _blocking_ancestor(p, uid), exposures) if a}
-    # a holder inside another holder is covered by the outer one
-    holders = {h for h in holders if not _under(h, [o for o in holders if o != h])}
-    mounted = []
-    for holder in sorted(holders, key=lambda h: h.count("/")):
-        inside = [p for p in exposures if _under(p, [holder]) and p != holder]
-        inside = [p for p in inside if not _under(p, [q for q in inside if q != p])]
-        fds = [(p, os.open(p, os.O_PATH)) for p in inside]
-        _mount("tmpfs", holder, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
-        for path, fd in fds:
-            is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
-            for parent in reversed(Path(path).parents):
-                if _under(str(parent), [holder]) and not os.path.exists(parent):
-                    os.mkdir(parent, 0o755)
-            _ensure_mountpoint(path, is_dir)
-            _bind_fd(fd, path, readonly=True)
-            os.close(fd)
-        mounted.append(holder)
-    return mounted
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, stop)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return SETUP_FAILED
+        except InterruptedError:
+            continue
+        if pid == child:
+            return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def default_exposed_paths() -> list[str]:
-    """The paths a Python kernel of this environment needs: interpreter, stdlib, venv, the kit.
+    """The paths a Python kernel of this environment needs: interpreter, stdlib, venv, the kit's ``src/``.
 
     Examples
     --------
@@ -540,7 +562,13 @@ def default_exposed_paths() -> list[str]:
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                   os.path.dirname(os.path.realpath(sys.executable)),
                   os.path.dirname(os.path.dirname(os.path.abspath(tradeoffs.__file__)))}
-    candidates.update(p for p in sys.path if p and os.path.isabs(p))
+    # Python's own folders and its site-packages; never sys.path as such: it holds the current
+    # directory (a course root with its .git and solutions) when the grader runs with `python -m`.
+    import site
+    import sysconfig
+
+    candidates.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    candidates.update(site.getsitepackages())
     real = sorted({os.path.realpath(p) for p in candidates if os.path.isdir(p)})
     return [p for p in real if not _under(p, [q for q in real if q != p])]
 
@@ -608,13 +636,18 @@ def launch(spec: SandboxSpec, argv: Sequence[str]) -> int:
         fds[f"bind{i}"] = os.open(source, os.O_PATH)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
-    if pid == 0:  # PID 1 of the new namespace
+    if pid == 0:  # PID 1 of the new namespace: build the sandbox, start the kernel, stay as its init
         os.close(err_r)
         try:
             _setup_child(spec, level, fds)
             for fd in fds.values():
                 os.close(fd)
-            os.execvpe(argv[0], list(argv), env)
+            kernel = os.fork()
+            if kernel == 0:
+                _become_student(spec, level)
+                os.execvpe(argv[0], list(argv), env)
+            os.close(err_w)
+            os._exit(_init(kernel))
         except BaseException as exc:  # report to the parent, never run unsandboxed
             os.write(err_w, f"{type(exc).__name__}: {exc}".encode()[:4000])
         os._exit(SETUP_FAILED)

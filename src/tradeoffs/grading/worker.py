@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import GradeSettings, COURSE_ID, GRADEBOOK, GradingError, _course_config, _coursedir, _run_converter
+from .feedback import feedback_config
 from .guarded import autograde_preprocessors
 from .restore import restore_missing_cells
 from .results import GradeResult, PartScore, _atomic_write_text
@@ -47,6 +48,13 @@ class Job:
         return cls(**data)
 
     @property
+    def uid(self) -> int:
+        """The throwaway uid this job's kernel runs as (when grading as root)."""
+        from .sandbox import job_uid
+
+        return job_uid(self.index)
+
+    @property
     def internal_id(self) -> str:
         """The student id inside the throwaway course (safe for paths and nbgrader's regexes)."""
         return f"s{self.index:04d}"
@@ -68,6 +76,10 @@ def run_job(job: Job) -> GradeResult:
     submitted = course / "submitted" / sid / job.lab
     submitted.mkdir(parents=True)
     src = Path(job.notebook)
+    refused = _refusal(job, src)
+    if refused:
+        result.reason = refused
+        return _finish_failed(result, template, job.lab, start)
     skipped = _copy_submission(src, job.lab, submitted)
     if skipped:
         result.flags.append(f"files not copied: {', '.join(skipped)}")
@@ -97,11 +109,12 @@ def run_job(job: Job) -> GradeResult:
             "timeout": job.settings.cell_timeout, "interrupt_grace": job.settings.interrupt_grace,
             "cpu_seconds": job.settings.cpu_seconds, "memory_mb": job.settings.memory_mb, "threads": job.threads,
             "isolation": job.settings.isolation, "workdir": str(job_dir / "run"), "report_path": str(report_path),
-            "hide": job.hide, "protect": job.protect, "uid": 65534, "guard": job.settings.guard,
+            "hide": job.hide, "protect": job.protect, "uid": job.uid, "max_output_chars": job.settings.max_output_chars,
             "expose": [str(root)],
         },
         "Autograde": {"autograde_preprocessors": autograde_preprocessors(), "create_student": True},
         "OverwriteCells": {"add_missing_cells": True},
+        **feedback_config(),
     })
     coursedir = _coursedir(cfg, job.lab, sid)
     result.phases["prepare"] = time.perf_counter() - start
@@ -138,11 +151,8 @@ def run_job(job: Job) -> GradeResult:
     result.reason = report.get("reason", "")
     if report.get("timeouts"):
         result.flags.append(f"timed out: {', '.join(report['timeouts'])}")
-    result.flags += [f"tampering {t}" for t in report.get("tampering", [])]
-    if report.get("shadowed"):
-        result.flags.append(f"shadowed names hidden during tests: {'; '.join(report['shadowed'])}")
     if report.get("truncated"):
-        result.flags.append(f"output truncated: {', '.join(report['truncated'])}")
+        result.flags.append(f"output budget reached, output dropped in: {', '.join(report['truncated'])}")
     if result.restored_cells:
         result.flags.append(f"restored deleted cells: {', '.join(result.restored_cells)}")
     result.seconds = time.perf_counter() - start
@@ -150,6 +160,25 @@ def run_job(job: Job) -> GradeResult:
 
 
 MAX_SUBMITTED_FILE = 50 << 20
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+
+
+def _refusal(job: Job, notebook: Path) -> str:
+    """Why a submission is not graded at all (an unsafe id or a symbolic link), or ``""``."""
+    if not STUDENT_ID.fullmatch(job.student):
+        return (f"student id {job.student[:60]!r} refused: use letters, digits and . _ @ + - only, starting "
+                f"with a letter or digit (rename the submission folder)")
+    folder = notebook.parent if notebook.parent.name == job.lab else None  # nbgrader's layout
+    chain = [notebook, notebook.parent] + ([notebook.parent.parent] if folder else [])
+    for path in chain:  # the notebook, its lab folder, the student's folder
+        if path.is_symlink():
+            return f"{path.name} is a symbolic link: submissions must be plain files and folders"
+    if folder is not None:
+        for path in folder.rglob("*"):
+            if path.is_symlink():
+                return (f"{path.relative_to(folder)} is a symbolic link: submissions must be plain files "
+                        f"and folders")
+    return ""
 
 
 def _copy_submission(notebook: Path, lab: str, dest: Path) -> list[str]:
