@@ -183,6 +183,23 @@ def test_compile_failure_falls_back_to_eager(chat_model, references, monkeypatch
     _assert_within_tolerance({p: r.output_ids for p, r in reqs.items()}, references, "float32")
 
 
+def test_bfloat16_prepacked_weights_answer_as_plain_ones(bf16_model, monkeypatch):
+    """oneDNN-prepacked bfloat16 weights (where this CPU has them) give the plain matmuls' tokens,
+    and where prepacking fails the engine falls back to plain matmuls."""
+    from tradeoffs.serve import llama
+
+    engine = BatchEngine.from_chat_model(bf16_model, max_batch_size=1)
+    assert engine.net.prepacked == llama._can_prepack(bf16_model.model.dtype)
+    packed = _engine_alone(bf16_model)
+
+    def broken(weight):
+        raise RuntimeError("oneDNN is not built in")
+
+    monkeypatch.setattr(llama, "_prepack", broken)
+    assert not BatchEngine.from_chat_model(bf16_model, max_batch_size=1).net.prepacked
+    _assert_within_tolerance(_engine_alone(bf16_model), packed, "bfloat16")
+
+
 def test_compiled_engine_equals_generate(chat_model, references):
     """The compiled dense blocks (where this machine can compile) give the same greedy tokens."""
     engine = BatchEngine.from_chat_model(chat_model, max_batch_size=8, compile=True)

@@ -132,8 +132,8 @@ def ensure_env(path: Path | None = None) -> Path:
     Examples
     --------
     >>> py = ensure_env()                                    # doctest: +SKIP
-    >>> py.name
-    'python'                                                 # doctest: +SKIP
+    >>> py.name                                              # doctest: +SKIP
+    'python'
     """
     path = path or env_dir()
     py = env_python(path)
