@@ -49,7 +49,8 @@ EXPECTED = {
     "always_equal": (0.0, "graded"),      # answers that return objects equal to anything
     "read_instructor": (0.0, "graded"),   # wrong answers that exec the solution read from the course or .git
     "orphan": (0.0, "graded"),            # wrong answers + a setsid daemon without a parent-death signal
-    "error_flood": (0.0, "graded"),       # wrong answers + a 40 MB display, 30 MB of updates, a 10 MB error
+    "error_flood": (0.0, "partial"),      # wrong answers + a 40 MB display, 30 MB of updates, a 10 MB error
+                                          # (the error's reply is over the message limit: kernel stopped)
     "script_output": (0.0, "graded"),     # wrong answers + <script> in an output and in the memo
     "symlinked_lab": (0.0, "error"),      # a lab folder that is a symbolic link into solutions/
     "=2+3": (0.0, "error"),               # a student id shaped like a spreadsheet formula
@@ -180,8 +181,8 @@ def _build_class(course: Path, folder: Path, released, solution_path: Path) -> N
             f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(600)  # {ORPHAN_MARKER}'])")}),
         "error_flood": submission(released, answers={**WRONG, "q1_mean_cost": WRONG["q1_mean_cost"] + (
             "\nfrom IPython.display import display\n_h = display('start', display_id=True)\n"
-            "display({'text/plain': 'x' * 40_000_000}, raw=True)\n"
             "for _i in range(300):\n    _h.update('u' * 100_000)\n"
+            "display({'text/plain': 'x' * 40_000_000}, raw=True)\n"
             "raise ValueError('e' * 10_000_000)")}),
         "script_output": submission(released, answers={**WRONG, "memo": f"My memo. {XSS}"}, prefix={"q1_mean_cost": (
             f"from IPython.display import HTML, display\ndisplay(HTML({XSS!r}))\nprint({XSS!r})")}),
@@ -246,8 +247,9 @@ def test_reasons_and_flags_tell_the_instructor_what_happened(graded_class):
     assert "timed out: q2_break_even" in "; ".join(results["loop"].flags)
     assert "ignored the interrupt" in results["stubborn_loop"].reason
     assert "kernel died" in results["os_exit"].reason and "q2_break_even" in results["os_exit"].reason
-    assert any(f.startswith("output budget reached") for f in results["flood"].flags)
-    assert any(f.startswith("output budget reached") for f in results["error_flood"].flags)
+    for student in ("flood", "error_flood"):
+        assert any(f.startswith("output budget reached") for f in results[student].flags), results[student]
+    assert "over the grader's size limit" in results["error_flood"].reason
     assert "symbolic link" in results["symlinked_lab"].reason
     assert "student id '=2+3' refused" in results["=2+3"].reason
     assert set(results["delete_tests_wrong"].restored_cells) == set(TESTS)

@@ -78,14 +78,14 @@ def test_a_subclass_inside_a_container_is_still_a_handle():
 
 
 def test_the_test_side_never_unpickles():
-    evil = ["p", wire._b64(pickle.dumps(print))]
+    evil = ["p", wire.b64text(pickle.dumps(print))]
     with pytest.raises(wire.WireError, match="does not accept pickled"):
         wire.decode(evil)
 
 
 @pytest.mark.parametrize("bad", [
-    {"not": "a list"}, [], [7], ["zz", 1], ["nd", "O", [1], ""], ["nd", "<f8", [3], wire._b64(b"\x00" * 8)],
-    ["nd", [("a", "<f8")], [1], ""], ["l", "not a list"], ["ns", "<f8", wire._b64(b"\x00")],
+    {"not": "a list"}, [], [7], ["zz", 1], ["nd", "O", [1], ""], ["nd", "<f8", [3], wire.b64text(b"\x00" * 8)],
+    ["nd", [("a", "<f8")], [1], ""], ["l", "not a list"], ["ns", "<f8", wire.b64text(b"\x00")],
 ])
 def test_malformed_data_is_refused_with_a_wire_error(bad):
     with pytest.raises((wire.WireError, ValueError, TypeError)):

@@ -114,7 +114,7 @@ def _reference(obj: Any) -> Any:
         return obj.hid
     import cloudpickle
 
-    return ["p", wire._b64(cloudpickle.dumps(obj))]
+    return ["p", wire.b64text(cloudpickle.dumps(obj))]
 
 
 def _send(value: Any) -> Any:

@@ -7,7 +7,6 @@ import ast
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -25,6 +24,7 @@ from .results import _atomic_write_text
 # The largest single message from the kernel, as a multiple of the output budget (JSON escaping,
 # an honest answer's arrays); ZeroMQ drops larger ones before they are read.
 MESSAGE_FACTOR = 8
+SEND_TIMEOUT_MS = 10_000
 # One request of the test runner, answered inside the kernel (see tradeoffs.grading.answers).
 ANSWER_CODE = '__import__("tradeoffs.grading.answers", fromlist=["serve"]).serve({request!r})'
 ANSWER_REPLY = '__import__("tradeoffs.grading.answers", fromlist=["reply"]).reply()'
@@ -136,6 +136,8 @@ def _make_sandbox_kernel_manager(spec: sandbox.SandboxSpec, spec_path: Path, ker
 
             context = zmq.asyncio.Context()
             context.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+            # A connection dropped for an oversized message leaves nobody to send to: fail, do not block.
+            context.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
             return super().client(context=context, **kwargs)
 
     workdir = Path(spec.workdir)
@@ -146,6 +148,7 @@ def _make_sandbox_kernel_manager(spec: sandbox.SandboxSpec, spec_path: Path, ker
 def _execute_class():
     from nbgrader.preprocessors import Execute
     from nbgrader import utils as nbutils
+    import zmq
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from nbformat.v4 import new_output
     from traitlets import Bool, Integer, List, Unicode
@@ -229,6 +232,7 @@ def _execute_class():
                 self.raise_on_iopub_timeout = False
                 self._output_chars, self._dropped = 0, set()
                 self._checker, self._checker_dir = None, tempfile.mkdtemp(prefix="tradeoffs-checker-")
+                self._channel_lost, self._monitor = False, None
                 self.reset_execution_trackers()
                 self._check_assign_resources(resources)
                 self._run_all(nb, resources)
@@ -250,6 +254,7 @@ def _execute_class():
                 with self.setup_kernel(cleanup_kc=True, cwd=self.resources["metadata"]["path"]):
                     info = self.wait_for_reply(self.kc.kernel_info())
                     self.nb.metadata["language_info"] = info["content"]["language_info"]
+                    self._monitor = _DisconnectMonitor(self.kc.iopub_channel.socket)
                     seconds["start"] = time.perf_counter() - mark
                     mark = time.perf_counter()
                     for index, cell in enumerate(self.nb.cells):
@@ -286,6 +291,9 @@ def _execute_class():
                 return cell, self.resources
             try:
                 self.execute_cell(cell, index, store_history=True)
+            except zmq.ZMQError as exc:
+                raise _KernelStopped(f"the grader lost its channel to the kernel while running {grade_id} "
+                                     f"({exc}; a single output over the size limit does this)") from exc
             except CellTimeoutError:
                 seconds = self._get_timeout(cell)
                 self.report["timeouts"].append(grade_id)
@@ -293,6 +301,9 @@ def _execute_class():
                                 f"this cell ran longer than the grader's limit of {seconds} s and was interrupted")
                 if not self._recover_after_timeout():
                     self._add_truncation_notes(cell)
+                    if self._channel_lost:
+                        raise _KernelStopped(f"a cell ({grade_id}) sent a message over the grader's size limit "
+                                             f"({MESSAGE_FACTOR} x the output budget); the grader stopped the kernel")
                     raise _KernelStopped(f"a cell ({grade_id}) ran past {seconds} s and ignored the interrupt; "
                                          f"the grader stopped the kernel")
             except DeadKernelError:
@@ -335,7 +346,11 @@ def _execute_class():
             async def recover() -> bool:
                 with contextlib.suppress(Exception):
                     await self.km.interrupt_kernel()
-                return await self._async_quiet_execute("pass", {}, float(self.interrupt_grace)) is not None
+                try:
+                    return await self._async_quiet_execute("pass", {}, float(self.interrupt_grace)) is not None
+                except zmq.ZMQError:  # the channel itself is gone (a message over the size limit)
+                    self._channel_lost = True
+                    return False
 
             if run_sync(recover)():
                 return True
@@ -395,6 +410,8 @@ def _execute_class():
             return super().handle_comm_msg(outs, msg, cell_index)
 
         def _add_truncation_notes(self, cell) -> None:
+            if self._monitor is not None and self._monitor.dropped():
+                self._dropped.add(f"a single output over {MESSAGE_FACTOR} x the budget")
             if not self._dropped:
                 return
             gid = (cell.metadata.get("nbgrader") or {}).get("grade_id", "cell")
@@ -436,7 +453,10 @@ def _execute_class():
             async def go():
                 return await self._async_quiet_execute(code, {"r": expression}, timeout)
 
-            content = run_sync(go)()
+            try:
+                content = run_sync(go)()
+            except zmq.ZMQError as exc:
+                raise _KernelStopped(f"the grader lost its channel to the kernel ({exc})") from exc
             if content is None:
                 if not run_sync(self.km.is_alive)():
                     raise _KernelStopped(self._death_reason("a test cell"))
@@ -512,6 +532,28 @@ def _execute_class():
                 _atomic_write_text(Path(self.report_path), json.dumps(self.report, indent=1))
 
     return GuardedExecute
+
+
+class _DisconnectMonitor:
+    """Tells whether ZeroMQ dropped the kernel's output connection since the last look.
+
+    An output message over the size limit makes ZeroMQ drop it and reconnect; the message is gone
+    without a trace in the notebook, so the grader watches the socket's disconnect events to say so.
+    """
+
+    def __init__(self, socket):
+        import zmq
+
+        self._zmq = zmq
+        self._socket = zmq.Socket.shadow(socket.get_monitor_socket(zmq.EVENT_DISCONNECTED).underlying)
+
+    def dropped(self) -> bool:
+        from zmq.utils.monitor import recv_monitor_message
+
+        seen = False
+        while self._socket.poll(0):
+            seen |= recv_monitor_message(self._socket)["event"] == self._zmq.EVENT_DISCONNECTED
+        return seen
 
 
 def _data_paths(roots) -> list[str]:

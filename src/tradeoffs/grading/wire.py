@@ -56,7 +56,8 @@ class Handle:
         return f"<{self.type_name} object from the notebook>"
 
 
-def _b64(data: bytes) -> str:
+def b64text(data: bytes) -> str:
+    """Bytes as base64 text (how bytes, arrays and pickled callables travel)."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -85,7 +86,7 @@ def encode(obj: Any, ref: Callable[[Any], Any], depth: int = 0) -> Any:
     if t is complex:
         return ["c", repr(obj.real), repr(obj.imag)]
     if t is bytes:
-        return ["b", _b64(obj)]
+        return ["b", b64text(obj)]
     if t in (list, tuple, set, frozenset):
         if len(obj) > MAX_ITEMS:
             raise WireError(f"a {t.__name__} of more than {MAX_ITEMS:,} items")
@@ -124,12 +125,12 @@ def _encode_numpy(obj: Any, ref, depth: int) -> Any:
         if obj.size > MAX_ITEMS:
             raise WireError(f"an array of more than {MAX_ITEMS:,} elements")
         if obj.dtype.kind in _NUMPY_KINDS and obj.dtype.fields is None:
-            return ["nd", obj.dtype.str, list(obj.shape), _b64(np.ascontiguousarray(obj).tobytes())]
+            return ["nd", obj.dtype.str, list(obj.shape), b64text(np.ascontiguousarray(obj).tobytes())]
         if obj.dtype.kind == "O":
             return ["no", list(obj.shape), [encode(v, ref, depth + 1) for v in obj.ravel().tolist()]]
         return None
     if isinstance(obj, np.generic) and t.__module__ == "numpy" and obj.dtype.kind in _NUMPY_KINDS:
-        return ["ns", obj.dtype.str, _b64(np.asarray(obj).tobytes())]
+        return ["ns", obj.dtype.str, b64text(np.asarray(obj).tobytes())]
     return None
 
 
