@@ -8,8 +8,8 @@ entirely, and all it gains is the power to answer with plain values -- which is 
 answer does anyway. The test code (and so the expected values) never enters this process; only the
 arguments of the calls do.
 
-One request, one reply: the grader executes ``serve(request)`` silently and reads ``reply()`` as a
-user expression.
+One request, one reply: the grader sends an empty silent execution whose user expression is
+``answer(request)``.
 """
 
 from __future__ import annotations
@@ -126,3 +126,10 @@ def reply() -> str:
     global _reply
     out, _reply = _reply, ""
     return out
+
+
+def answer(request: str) -> str:
+    """:func:`serve` then :func:`reply`: one request answered by a single user expression (the
+    cheapest round trip a Jupyter kernel offers: no cell to run)."""
+    serve(request)
+    return reply()

@@ -26,8 +26,7 @@ from .results import _atomic_write_text
 MESSAGE_FACTOR = 8
 SEND_TIMEOUT_MS = 10_000
 # One request of the test runner, answered inside the kernel (see tradeoffs.grading.answers).
-ANSWER_CODE = '__import__("tradeoffs.grading.answers", fromlist=["serve"]).serve({request!r})'
-ANSWER_REPLY = '__import__("tradeoffs.grading.answers", fromlist=["reply"]).reply()'
+ANSWER_EXPRESSION = '__import__("tradeoffs.grading.answers", fromlist=["answer"]).answer({request!r})'
 # CPU seconds the kernel and everything it started have used (for the grading benchmark).
 CPU_PROBE = r'''
 def __tradeoffs_cpu():
@@ -489,7 +488,7 @@ def _execute_class():
                 if state["stopped"] or left <= 0:
                     raise checker.KernelStopped(state["stopped"] or "the test ran past the grader's limit")
                 try:
-                    text = self._quiet(ANSWER_CODE.format(request=request), ANSWER_REPLY, left)
+                    text = self._quiet("", ANSWER_EXPRESSION.format(request=request), left)
                 except TimeoutError:
                     state["timeout"] = True
                     if not self._recover_after_timeout():
