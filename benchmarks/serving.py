@@ -49,16 +49,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +65,7 @@ from report import machine, table, update_section  # noqa: E402
 from tradeoffs import measure, models  # noqa: E402
 # The load generator lives in the library so that lab 4 measures its server with this very code.
 from tradeoffs.loadtest import closed_loop, open_loop, summarize  # noqa: E402
-from tradeoffs.serve import LocalServer, free_port  # noqa: E402
+from tradeoffs.serve import LocalServer  # noqa: E402
 from tradeoffs.serve import vllm_peer  # noqa: E402
 from tradeoffs.serve.config import resolve_dtype  # noqa: E402
 
@@ -109,50 +105,23 @@ def workload(n: int = 400, seed: int = 0) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------------------------
-class PeerServer:
+class PeerServer(vllm_peer.SubprocessServer):
     """``transformers serve <cached model dir> --continuous-batching`` in a subprocess."""
 
-    def __init__(self, model_dir: Path, startup_timeout: float = 300.0) -> None:
-        self.model_dir = str(model_dir)
-        self.port = free_port()
-        self.startup_timeout = startup_timeout
-        self.proc = None
-        self.log = Path(tempfile.mkstemp(prefix="transformers-serve-", suffix=".log")[1])
+    name = "transformers serve"
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+    def __init__(self, model_dir: Path, startup_timeout: float = 300.0) -> None:
+        super().__init__(None, startup_timeout, log_prefix="transformers-serve-")
+        self.model_dir = str(model_dir)
 
     def command(self) -> list[str]:
         exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or "transformers"
         return [exe, "serve", self.model_dir, "--continuous-batching", "--device", "cpu", "--dtype", "float32",
                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
 
-    def __enter__(self) -> str:
+    def environment(self) -> dict[str, str]:
         # The same OpenMP setting the kit's server gets (see `tradeoffs serve`): same machine, same rules.
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        self.proc = subprocess.Popen(self.command(), stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"transformers serve exited early:\n{self.log.read_text()[-3000:]}")
-            with contextlib.suppress(Exception):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self.base_url
-            time.sleep(0.5)
-        self.__exit__()
-        raise RuntimeError(f"transformers serve did not become healthy:\n{self.log.read_text()[-3000:]}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        return {"OMP_WAIT_POLICY": "PASSIVE", **super().environment()}
 
 
 def server_for(name: str, args):

@@ -368,9 +368,12 @@ def _execute_class():
                 out["traceback"] = [str(line)[:2000] for line in out.get("traceback", [])[-20:]]
                 self._output_chars += _output_size(out)
                 return True
-            size = _output_size(out)
+            return self._spend(_output_size(out), out.get("name") or out.get("output_type", "display"))
+
+        def _spend(self, size: int, kind: str) -> bool:
+            """Take ``size`` characters from the budget; False (and ``kind`` noted as dropped) when over."""
             if self._output_chars + size > self.max_output_chars:
-                self._dropped.add(out.get("name") or out.get("output_type", "display"))
+                self._dropped.add(kind)
                 return False
             self._output_chars += size
             return True
@@ -390,22 +393,14 @@ def _execute_class():
             return super().output(outs, msg, display_id, cell_index)
 
         def _update_display_id(self, display_id, msg):
-            from nbformat.v4 import output_from_msg
-
-            with contextlib.suppress(ValueError):
-                kind = msg["header"]["msg_type"]
-                if not self._admit(output_from_msg({**msg, "msg_type": "display_data",
-                                                    "header": {**msg["header"], "msg_type": "display_data"}})
-                                   if kind == "update_display_data" else output_from_msg(msg)):
-                    return None
+            size = len(json.dumps(msg.get("content", {}).get("data", {}), default=str))
+            if not self._spend(size, "display update"):
+                return None
             return super()._update_display_id(display_id, msg)
 
         def handle_comm_msg(self, outs, msg, cell_index):
-            size = len(json.dumps(msg.get("content", {}), default=str))
-            if self._output_chars + size > self.max_output_chars:
-                self._dropped.add("widget")
+            if not self._spend(len(json.dumps(msg.get("content", {}), default=str)), "widget"):
                 return None
-            self._output_chars += size
             return super().handle_comm_msg(outs, msg, cell_index)
 
         def _add_truncation_notes(self, cell) -> None:

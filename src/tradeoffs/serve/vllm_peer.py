@@ -170,7 +170,65 @@ def check_env_imports(py: Path) -> str | None:
     return None if proc.returncode == 0 else proc.stderr[-3000:]
 
 
-class VLLMServer:
+class SubprocessServer:
+    """An OpenAI-compatible server in its own process group: started, awaited on ``/health``, stopped.
+
+    Subclasses give :meth:`command`, :meth:`environment` and ``name``; ``startup_seconds`` says how
+    long the server took to answer. Used for vLLM here and for ``transformers serve`` in
+    ``benchmarks/serving.py``.
+    """
+
+    name = "server"
+
+    def __init__(self, port: int | None, startup_timeout: float, log_prefix: str) -> None:
+        if port is None:
+            from tradeoffs.serve import free_port
+
+            port = free_port()
+        self.port, self.startup_timeout = port, startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(tempfile.mkstemp(prefix=log_prefix, suffix=".log")[1])
+        self.startup_seconds: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+    def __enter__(self) -> str:
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.command(), stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+                                     env=self.environment(), start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log.read_text()[-4000:]}")
+            with contextlib.suppress(Exception):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        self.startup_seconds = time.perf_counter() - t0
+                        return self.base_url
+            time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError(f"{self.name} did not become healthy in {self.startup_timeout:.0f} s:\n"
+                           f"{self.log.read_text()[-4000:]}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+class VLLMServer(SubprocessServer):
     """``python -m vllm.entrypoints.openai.api_server`` from the peer environment, in a subprocess.
 
     Parameters
@@ -192,19 +250,10 @@ class VLLMServer:
                  startup_timeout: float = 900.0, max_num_seqs: int = 16, threads: int | None = None) -> None:
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+        super().__init__(port, startup_timeout, log_prefix=f"vllm-{dtype}-")
         self.model_dir, self.dtype = str(model_dir), dtype
-        if port is None:
-            from tradeoffs.serve import free_port
-
-            port = free_port()
-        self.port, self.startup_timeout, self.max_num_seqs, self.threads = port, startup_timeout, max_num_seqs, threads
-        self.proc: subprocess.Popen | None = None
-        self.log = Path(tempfile.mkstemp(prefix=f"vllm-{dtype}-", suffix=".log")[1])
-        self.startup_seconds: float | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        self.max_num_seqs, self.threads = max_num_seqs, threads
+        self.name = f"vLLM ({dtype})"
 
     def command(self) -> list[str]:
         return [str(env_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_dir,
@@ -212,39 +261,18 @@ class VLLMServer:
                 "--port", str(self.port), "--max-num-seqs", str(self.max_num_seqs), "--max-model-len", "2048",
                 "--uvicorn-log-level", "warning"]
 
+    def environment(self) -> dict[str, str]:
+        env = {**super().environment(), "VLLM_TARGET_DEVICE": "cpu",
+               "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        return env
+
     def __enter__(self) -> str:
         problem = check_env()
         if problem:
             raise RuntimeError(problem)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu",
-               "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
-        if self.threads:
-            env["OMP_NUM_THREADS"] = str(self.threads)
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.command(), stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM exited early:\n{self.log.read_text()[-4000:]}")
-            with contextlib.suppress(Exception):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        self.startup_seconds = time.perf_counter() - t0
-                        return self.base_url
-            time.sleep(0.5)
-        self.__exit__()
-        raise RuntimeError(f"vLLM did not become healthy in {self.startup_timeout:.0f} s:\n"
-                           f"{self.log.read_text()[-4000:]}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        return super().__enter__()
 
 
 def main(argv=None) -> int:
