@@ -71,13 +71,30 @@ def _stated_minutes(intro: str) -> float:
     return max(float(n) for n in re.findall(r"\d+(?:\.\d+)?", words)) * (60 if "hour" in words else 1)
 
 
-def test_each_lab_intro_states_the_registrys_learner_time_and_grading(repo):
+def _stated_compute(intro: str) -> list[float]:
+    """Every full-run compute time a lab's intro states: '... takes at most 4 min on a 2-core CPU ...'."""
+    import re
+
+    return [float(n) for n in re.findall(r"at most (\d+(?:\.\d+)?) min on a 2-core CPU", intro)]
+
+
+def test_each_lab_intro_states_the_registrys_number_title_times_and_grading(repo):
     import nbformat
 
     for lab in course.labs():
         nb = nbformat.read(repo / "solutions" / lab.id / f"{lab.id}.ipynb", as_version=4)
         intro = nb.cells[0].source
+        heading = intro.splitlines()[0] if intro else ""
+        expected = f"# Lab {lab.number} — {lab.title}"
+        assert heading == expected or heading.startswith(expected + ":"), (
+            f"{lab.id}: its intro's first line is {heading!r}; the registry gives {expected!r} (optionally ': ...')")
         assert _stated_minutes(intro) == lab.learner_minutes, (
             f"{lab.id}: its intro states {_stated_minutes(intro):g} minutes, the registry {lab.learner_minutes}")
+        assert _stated_compute(intro) == [lab.compute_minutes], (
+            f"{lab.id}: its intro must state the full run's compute time once, as 'takes at most "
+            f"{lab.compute_minutes} min on a 2-core CPU' (the registry's compute_minutes); it states "
+            f"{_stated_compute(intro) or 'none'}")
+        assert "a few minutes" not in intro and "laptop" not in intro, (
+            f"{lab.id}: the intro's compute time is 'at most N min on a 2-core CPU', not 'a few minutes' or a laptop")
         assert "**Grading:**" in intro and "80 points" in intro and "20 points" in intro, (
             f"{lab.id}: the intro's '**Grading:**' line must say 80 points autograded and 20 for the memo")
