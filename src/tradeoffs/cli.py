@@ -269,9 +269,13 @@ def serve(
     to --grace-period seconds to finish and then the same 503 (a stream: an error event, then the
     end), and the server exits. A second SIGTERM or Ctrl-C stops it at once.
     """
-    # Before torch loads: idle OpenMP threads sleep instead of spinning, which keeps a shared or
-    # oversubscribed CPU from collapsing (measured: 2 spinning threads ran 6x slower than 1 there).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Before torch loads: idle OpenMP threads sleep after a brief spin instead of spinning on, which
+    # keeps a shared or oversubscribed CPU from collapsing (measured: 2 spinning threads ran 6x slower
+    # than 1 there) without waking a worker for every operation of a step (threads.SERVE_ENV).
+    from .threads import SERVE_ENV
+
+    for name, value in SERVE_ENV.items():
+        os.environ.setdefault(name, value)
     from .serve.app import run_server
 
     try:

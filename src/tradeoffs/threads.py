@@ -94,6 +94,16 @@ def default_threads() -> int:
 #: 9 ms with PASSIVE; the same call in a plain Python process took 16 ms either way.
 KERNEL_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
+#: What ``tradeoffs serve`` starts with (before torch loads; values already in the environment win).
+#: Idle OpenMP threads sleep, as in a kernel, but only after spinning briefly (``GOMP_SPINCOUNT``
+#: iterations, well under a millisecond): a decode step is a few hundred short parallel operations back
+#: to back, and a worker that went to sleep after each one must be woken for the next. Measured on the
+#: reference machine (2 cores, SmolLM2-135M in bfloat16, one stream): 51 ms per step when the workers
+#: sleep at once, 36 ms when they spin that long first; libgomp spins less again (about 100
+#: iterations) when it manages more threads than there are cores, which is why the server loads its
+#: models on one thread and computes only on the engine thread (:func:`tradeoffs.serve.app.run_server`).
+SERVE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+
 
 def configure_kernelspec(prefix: str | os.PathLike | None = None, name: str = "python3") -> Path:
     """Add :data:`KERNEL_ENV` to the ``env`` of the environment's Jupyter kernel spec (idempotent).

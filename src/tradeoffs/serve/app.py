@@ -130,7 +130,7 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
                                          compile=config.compile)
     chat_id = models.CHAT_MODEL_ID if chat.name == models.CHAT_MODEL_NAME else chat.name
     scheduler = Scheduler(engine, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, metrics=metrics,
-                          model_id=chat_id)
+                          model_id=chat_id, threads=int(config.threads or default_threads()))
     state = _State(chat, embedder, scheduler, metrics, max_body_bytes=config.max_body_bytes,
                    default_max_tokens=config.default_max_tokens)
 
@@ -176,7 +176,7 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
                 "max_wait_ms": scheduler.max_wait * 1000, "max_queue": scheduler.max_queue,
                 "max_step_tokens": scheduler.engine.max_step_tokens, "prefix_cache": scheduler.engine.prefix_cache,
                 "queue_depth": scheduler.queue_depth, "running": scheduler.running,
-                "context_length": chat.context_length, "torch_threads": _torch_threads(),
+                "context_length": chat.context_length, "torch_threads": scheduler.threads or _torch_threads(),
                 "dtype": str(scheduler.engine.dtype).removeprefix("torch."), "compiled": scheduler.engine.compiled}
         return JSONResponse(body, status_code=200 if ok else 503)
 
@@ -497,9 +497,12 @@ def _encode_vector(v: np.ndarray, fmt: str):
 def run_server(config: ServeConfig | None = None) -> None:
     """Load the models and serve until stopped (what ``tradeoffs serve`` runs).
 
-    Sets torch's intra-op threads to ``config.threads`` (default: :func:`default_threads`). Run
-    through ``tradeoffs serve``, ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (set it before starting
-    to override): on a CPU shared with other jobs, spinning OpenMP threads slow everything down.
+    The models load on one thread; the engine thread, the only one that computes afterwards, runs
+    with ``config.threads`` (default: :func:`default_threads`). Had loading used several, this thread
+    would keep an idle OpenMP team, and libgomp, seeing more threads than cores, would put the engine's
+    workers to sleep after every operation (measured: 51 instead of 31 ms per single-stream step in
+    bfloat16 on 2 cores). Run through ``tradeoffs serve``, the OpenMP environment defaults to
+    :data:`tradeoffs.threads.SERVE_ENV` (set the variables before starting to override).
     SIGTERM or Ctrl-C stops it within ``config.grace_period`` seconds (and about one more); a second
     signal at once (see :class:`~tradeoffs.serve.shutdown.GracefulServer`).
     """
@@ -509,13 +512,14 @@ def run_server(config: ServeConfig | None = None) -> None:
     from .shutdown import GracefulServer
 
     config = config or ServeConfig()
-    torch.set_num_threads(int(config.threads or default_threads()))
+    threads = int(config.threads or default_threads())
+    torch.set_num_threads(1)
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
     log.info("serving %s on http://%s:%d/v1 (max_batch_size=%d, max_wait_ms=%g, max_queue=%d, threads=%d)",
              app.state.tradeoffs.chat_id, config.host, config.port, config.max_batch_size, config.max_wait_ms,
-             config.max_queue, torch.get_num_threads())
+             config.max_queue, threads)
     server_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
                                    access_log=False, timeout_keep_alive=30)
     GracefulServer(server_config, app.state.tradeoffs.scheduler, grace_period=config.grace_period).run()

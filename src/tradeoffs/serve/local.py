@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..threads import SERVE_ENV
 from .config import GRACE_PERIOD_S, ServeConfig
 
 __all__ = ["LocalServer", "ServerStartError", "free_port", "GRACE_PERIOD_S"]
@@ -165,7 +166,7 @@ class LocalServer:
         os.close(fd)
         self.log_path = Path(path)
         self._log_file = open(self.log_path, "wb")
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {**SERVE_ENV, **os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)

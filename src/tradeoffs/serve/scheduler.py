@@ -150,6 +150,8 @@ class Scheduler:
     metrics : ServerMetrics, optional
     model_id : str
         Label of the token counters.
+    threads : int, optional
+        Torch intra-op threads of the engine thread, set when it starts (``None``: torch's setting).
 
     Examples
     --------
@@ -161,7 +163,7 @@ class Scheduler:
 
     def __init__(self, engine: BatchEngine, *, max_wait_ms: float = ServeConfig.max_wait_ms,
                  max_queue: int = ServeConfig.max_queue,
-                 metrics: ServerMetrics | None = None, model_id: str = "model") -> None:
+                 metrics: ServerMetrics | None = None, model_id: str = "model", threads: int | None = None) -> None:
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         if max_queue < 1:
@@ -174,6 +176,9 @@ class Scheduler:
         self.metrics.max_batch_size.set(self.max_batch_size)
         self.metrics.max_queue.set(self.max_queue)
         self.model_id = model_id
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
         self._waiting: collections.deque[Ticket] = collections.deque()
         self._tickets: dict[int, Ticket] = {}  # id(GenRequest) -> Ticket, for running requests
         self._jobs: collections.deque[_Job] = collections.deque()
@@ -330,6 +335,8 @@ class Scheduler:
         import torch
 
         torch.set_grad_enabled(False)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         try:
             while True:
                 try:
