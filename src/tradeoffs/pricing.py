@@ -493,10 +493,9 @@ def what_if(monthly_volume: float, staff_usd_per_year: float, api_usd_per_1k: fl
 
     Examples
     --------
-    >>> import math
-    >>> def day(volume, machine, per_machine, staff, floor):   # a toy stand-in for the learner's function
-    ...     m = max(floor, math.ceil(volume / per_machine))
-    ...     return {"machines": m, "total_usd": m * machine + staff, "staff_share": staff / (m * machine + staff)}
+    >>> def day(volume, machine, per_machine, staff, floor):   # a toy: a fixed fleet, whatever the traffic
+    ...     return {"machines": floor, "total_usd": floor * machine + staff,
+    ...             "staff_share": staff / (floor * machine + staff)}
     >>> out = what_if(3_000_000, 36_500.0, 1.0, 1.0, requests_per_machine_day=50_000, min_machines=2,
     ...               self_host_day=day, break_even=lambda *args: 123_000.0)
     >>> out                # API: 3,000 x $1; self-hosting: 30 days x (2 machines x $24 + $100 of staff)
