@@ -1,22 +1,28 @@
 """Lab 2 submissions that the real-lab grading tests paste into the released notebook.
 
 LIBRARY_ANSWERS answers every graded cell with the closest function left in ``tradeoffs`` (the
-package keeps mechanisms only: it trains, retrains, perturbs and times, but measures no churn, no
-CACE sensitivity, no paired interval and builds no scorecard), so it must earn at most 10% of the
-autograded points. PARTIAL is the solution's Part 3 without the negative-index check: right on the
-core cases, wrong on the edge case ``feature=-1``.
+package keeps mechanisms only: it trains, retrains, perturbs, resamples and times, but measures no
+churn, no CACE sensitivity, no share of resamples in which one model is not better, and builds no
+scorecard), so it must earn at most 10% of the autograded points. PARTIAL is the solution's Part 3
+without the negative-index check: right on the core cases, wrong on the edge case ``feature=-1``.
 """
 
 LIBRARY_ANSWERS: dict[str, str] = {
-    # The closest: a normal-approximation interval (maint.detectable_gain), not the stated bootstrap recipe.
+    # The closest: the package's percentile bootstrap of one statistic (measure.bootstrap_ci, the same
+    # default_rng(seed) draw of (n_boot, n) indices and np.quantile as the stated recipe) of the per-row
+    # differences that maint.stats._accuracy_deltas builds. It gives the interval exactly; it does not give
+    # the share of resamples in which a is not better, so that share can only be read off the interval.
     "q1_paired_bootstrap_diff": '''
-from tradeoffs import maintainability as maint
+from tradeoffs import measure
+from tradeoffs.maintainability.stats import _accuracy_deltas
 
 def paired_bootstrap_diff(y_true, pred_a, pred_b, n_boot=2000, level=0.95, seed=0):
-    y, a, b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
-    diff = float(np.mean(a == y) - np.mean(b == y))
-    half = float(maint.detectable_gain(y, a, b, len(y), level=level)[()])
-    return diff, diff - half, diff + half
+    if not 0 < level < 1:
+        raise ValueError("level")
+    d = _accuracy_deltas(y_true, pred_a, pred_b)
+    low, high = measure.bootstrap_ci(d, np.mean, level=level, n_boot=n_boot, seed=seed)
+    p_not_better = 0.0 if low > 0 else 1.0 if high <= 0 else 0.5
+    return float(d.mean()), low, high, p_not_better
 ''',
     # No churn function is left; the closest mechanism returns the predictions whose churn is asked for.
     "q2_churn_vs_reference": '''

@@ -2,10 +2,12 @@
 
 ``LIBRARY_ANSWERS`` answers every answer cell with the closest function that is left in ``tradeoffs``:
 the fine-tuned model's short prompt for the prompt builder, a substring match on ``ft.label_text`` for the
-parser, peft's own count (through ``ft.lora_config``) for the LoRA budget, ``ft.evaluate`` twice for the
-paired comparison, and ``ft.compute_usd_per_request`` with the crossing formula for the investment curves.
-It must earn at most 10% of the autograded points (it earns Part 3's edge cell, 5 of 80: peft counts
-``lm_head`` when asked to, which the part excludes, and ``largest_rank`` built on it is right).
+parser, peft's own count (through ``ft.lora_config``) for the LoRA budget, ``measure.bootstrap_ci`` of the
+per-ticket differences for the paired comparison (its interval is the part's; the share of resamples in
+which ``a`` is not better is not in the package), and ``ft.compute_usd_per_request`` with the crossing
+formula for the investment curves. It must earn at most 10% of the autograded points (it earns Part 3's
+edge cell, 5 of 80: peft counts ``lm_head`` when asked to, which the part excludes, and ``largest_rank``
+built on it is right).
 
 ``PARTIAL`` is a label parser that is right on the core rules but ignores negations (Part 2's edge cases).
 """
@@ -53,16 +55,25 @@ def largest_rank(model, budget, target_modules, layers=None, ranks=(1, 2, 4, 8, 
         raise ValueError("no rank fits")
     return max(fits)
 ''',
+    # The closest: the package's percentile bootstrap of one statistic (measure.bootstrap_ci, which
+    # ft.evaluate uses) of the per-ticket differences. It draws the resamples exactly as the part states,
+    # so the interval is right; it does not give the share of resamples in which a is not better, which
+    # can only be read off the interval.
     "q4_paired_comparison": '''
-from tradeoffs import finetune as ft
+from tradeoffs import measure
 
 
 def paired_comparison(y_true, pred_a, pred_b, n_boot=2000, seed=0, level=0.95):
-    labels = sorted(set(y_true))
-    a = ft.evaluate(y_true, pred_a, labels, n_boot=n_boot, level=level, seed=seed)
-    b = ft.evaluate(y_true, pred_b, labels, n_boot=n_boot, level=level, seed=seed)
-    return {"n": a["n"], "diff": a["accuracy"] - b["accuracy"], "low": a["acc_low"] - b["acc_high"],
-            "high": a["acc_high"] - b["acc_low"]}
+    y, a, b = (np.asarray(list(v), dtype=object) for v in (y_true, pred_a, pred_b))
+    if not (len(y) == len(a) == len(b)) or len(y) == 0:
+        raise ValueError("y_true, pred_a and pred_b must be non-empty and the same length")
+    right_a, right_b = a == y, b == y
+    d = right_a.astype(float) - right_b.astype(float)
+    low, high = measure.bootstrap_ci(d, np.mean, level=level, n_boot=n_boot, seed=seed)
+    diff = float(d.mean())
+    return {"n": len(d), "diff": diff, "a_only": int(np.sum(right_a & ~right_b)),
+            "b_only": int(np.sum(right_b & ~right_a)), "low": min(low, diff), "high": max(high, diff),
+            "p_not_better": 0.0 if low > 0 else 1.0 if high <= 0 else 0.5}
 ''',
     "q5_investment": '''
 import numpy as np
