@@ -61,6 +61,9 @@ def autograding() -> bool:
 def setup(mode: str = "full", seed: int = 0, device: str = "auto", quiet: bool = False) -> Run:
     """Validate the parameters cell, seed everything, choose the device, apply the plot style.
 
+    In an IPython kernel it also shows a ``NameError`` that follows a stopped part (see :func:`needs`)
+    as one line naming that part, instead of a traceback.
+
     Parameters
     ----------
     mode : {"full", "smoke"}
@@ -84,6 +87,7 @@ def setup(mode: str = "full", seed: int = 0, device: str = "auto", quiet: bool =
     from . import plots
 
     plots.use_style()
+    _explain_name_errors()
     run = Run(mode=mode, seed=int(seed), device=dev, autograding=grading)
     if not quiet:
         note = " (forced by the autograder)" if grading else ""
@@ -106,6 +110,10 @@ class PartNotDone(RuntimeError):
         return [f"PartNotDone: {self}"]
 
 
+#: Parts whose experiment cell stopped, in the order they stopped, until that cell runs through.
+_STOPPED: dict[str, None] = {}
+
+
 class _Needs:
     def __init__(self, part: str):
         self.part = part
@@ -115,8 +123,42 @@ class _Needs:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None and issubclass(exc_type, NotImplementedError):
+            _STOPPED[self.part] = None
             raise PartNotDone(f"{self.part} is not implemented yet: do it first, then rerun this cell.") from None
+        if exc_type is None:
+            _STOPPED.pop(self.part, None)
         return False
+
+
+def _name_error_after_a_stop(shell: Any, etype: type, value: BaseException, tb: Any,
+                             tb_offset: int | None = None) -> list[str] | None:
+    """IPython's display of a ``NameError``: one line naming the part when a part's cell stopped before.
+
+    A cell that only reads what a stopped experiment cell would have made (a table, a threshold)
+    fails with a ``NameError``; the learner should see which part to do, not a traceback. With no
+    part stopped, the usual traceback.
+    """
+    if not _STOPPED:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        return None
+    parts = " and ".join(_STOPPED)
+    stb = [f"PartNotDone: {value}: it comes from a cell that stopped because {parts} is not implemented "
+           "yet. Do it first, then rerun the cells from that one on."]
+    # IPython calls this handler instead of showing the error; _showtraceback is what ipykernel
+    # overrides to send it to the notebook (as an error output, so the cell still counts as failed)
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
+def _explain_name_errors() -> None:
+    """In an IPython kernel, show a ``NameError`` that follows a part's stop as that part's one line."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to install
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((NameError,), _name_error_after_a_stop)
 
 
 def needs(part: str) -> _Needs:
