@@ -50,7 +50,7 @@ def measure(lab: str, mode: str, out_dir: Path) -> dict:
     load = os.getloadavg()[0]
     result = runner.run_notebook(course.solution_notebook(lab), out_dir / f"{lab}-{mode}.ipynb", mode=mode)
     print(result.line(), flush=True)
-    return {"lab": lab, "mode": mode, "seconds": round(result.seconds, 1), "ok": result.ok,
+    return {"lab": lab, "mode": mode, "seconds": round(result.seconds, 1), "ok": result.ok, "note": "",
             "error": result.error, "load_at_start": round(load, 2), "machine": machine(),
             "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -75,6 +75,7 @@ def section(rows: list[dict]) -> str:
                       "registry, at most": f"{lab.compute_minutes} min",
                       "full within it": "-" if full is None else
                       ("yes" if full["ok"] and full["seconds"] <= 60 * lab.compute_minutes else "NO")})
+    notes = [f"- {r['lab']}, {r['mode']}: {r['note']}" for r in rows if r.get("note")]
     machines = sorted({r["machine"] for r in rows})
     return ("## Every lab, smoke and full size\n\n"
             "`python benchmarks/labs.py`: each lab's solution notebook run with papermill "
@@ -82,7 +83,8 @@ def section(rows: list[dict]) -> str:
             "running; the load average is the 1-minute one when the run started. Smoke is what CI and the "
             "grader run (limit 60 s); full is what a learner runs (limit: the lab registry's "
             "`compute_minutes`, which each lab's intro states). Raw rows: `benchmarks/results/labs.json`.\n\n"
-            + table(lines) + "\nMachine: " + "; ".join(machines) + ".\n")
+            + table(lines) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+            + "\nMachine: " + "; ".join(machines) + ".\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("labs", nargs="*", help="lab ids (default: every registered lab)")
     parser.add_argument("--modes", nargs="+", default=["smoke", "full"], choices=["smoke", "full"])
     parser.add_argument("--no-write", action="store_true", help="print, do not write the results or the doc")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: rebuild the doc's section from "
+                        "the stored rows (after a registry change)")
     args = parser.parse_args(argv)
     labs = args.labs or [lab.id for lab in course.labs()]
     rows = _load()
     with tempfile.TemporaryDirectory(prefix="lab-runs-") as out:
-        for mode in args.modes:
+        for mode in [] if args.report_only else args.modes:
             for lab in labs:
                 row = measure(lab, mode, Path(out))
                 rows = [r for r in rows if (r["lab"], r["mode"]) != (lab, mode)] + [row]

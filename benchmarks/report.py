@@ -44,6 +44,20 @@ def machine() -> str:
             f"torch {torch.__version__}")
 
 
+def settle(below: float = 1.0, timeout: float = 300.0, poll: float = 5.0) -> tuple[float, float, float]:
+    """Wait (at most ``timeout`` s) until the 1-minute load average is under ``below``; return the load then.
+
+    A benchmark started right after another job inherits that job's load average; waiting for it to
+    fall keeps the record honest about whether the machine was idle when measuring began.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(poll)
+    return os.getloadavg()
+
+
 def table(rows: list[dict], columns: list[str] | None = None, floatfmt: str = "{:,.1f}") -> str:
     """A markdown table from a list of dicts."""
     if not rows:

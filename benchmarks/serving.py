@@ -41,8 +41,8 @@ Usage::
 The peer needs only what the kit already installs (fastapi, uvicorn, openai, pydantic): transformers'
 ``is_serve_available()`` checks exactly those, so ``pip install "transformers[serving]"`` adds nothing.
 It loads the kit's cached model directory (``tradeoffs.models.prepare_chat_model()``) with the hub
-switched off. Both kinds of server run with ``OMP_WAIT_POLICY=PASSIVE`` (the kit's default) and torch's
-default of one thread per core.
+switched off. It runs with ``OMP_WAIT_POLICY=PASSIVE`` (the kit's servers: ``tradeoffs.threads.SERVE_ENV``,
+the same policy after a brief spin) and torch's default of one thread per core.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine, table, update_section  # noqa: E402
+from report import machine, settle, table, update_section  # noqa: E402
 
 from tradeoffs import measure, models  # noqa: E402
 # The load generator lives in the library so that lab 4 measures its server with this very code.
@@ -232,8 +232,8 @@ def render(results: list[dict], args, elapsed: float, load: tuple, ceiling: dict
                                "tok/s": s["tok_per_s"], "p50 (s)": s["p50_s"], "p99 (s)": s["p99_s"],
                                "TTFT p50 (s)": s["ttft_p50_s"], "errors": s["errors"],
                                "meets SLO": "yes" if s["meets_slo"] else "no"})
-    busy = ("other jobs shared these cores during the run, so absolute numbers are noisy and lower than on an "
-            "idle machine; " if max(load) > 1.5 else "")
+    busy = ("the machine was not idle when the run started, so absolute numbers may be lower than on an idle "
+            "one; " if load[0] >= 1.0 else "")
     lines = ["## Serving", "",
              f"Regenerate with `python benchmarks/serving.py` (this run took {elapsed / 60:.1f} min). "
              f"Machine: {machine()}. Load average when the run started: {load[0]:.1f} / {load[1]:.1f} / "
@@ -250,8 +250,8 @@ def render(results: list[dict], args, elapsed: float, load: tuple, ceiling: dict
              f"vllm.entrypoints.openai.api_server --dtype float32|bfloat16 --max-num-seqs {args.batch}` with its "
              "default threading); `transformers serve <cached model dir> --continuous-batching --device cpu "
              "--dtype float32` (transformers' own server: paged attention, continuous batching). The kit's "
-             "servers and transformers run with `OMP_WAIT_POLICY=PASSIVE` and torch's default of one thread "
-             "per core.", "",
+             "servers run with `tradeoffs.threads.SERVE_ENV` (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=10000`), "
+             "transformers with `OMP_WAIT_POLICY=PASSIVE`, both with torch's default of one thread per core.", "",
              "### Start-up and single-stream decode", "",
              f"Single-stream decode: one client alone, `max_tokens={args.decode_tokens}`, (tokens - 1) / (time "
              "after the first token), median of "
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.per_client, args.fractions, args.duration, args.min_requests = 1, [0.5, 1.0], 8.0, 4
         args.decode_tokens, args.decode_requests = 48, 1
-    load = os.getloadavg()
+    load = settle()  # a job that just finished leaves its load behind for a minute or two
     prompts = workload(n=max(400, args.clients * args.per_client * 4))
     started = time.perf_counter()
     if any(name.startswith("vllm") for name in args.servers):

@@ -71,8 +71,8 @@ def api_vs_self_host(monthly_requests: float, staff_usd_per_year: float, api_usd
     return pd.DataFrame({"US$/month": pd.Series(rows).round(2)})
 
 
-def review_load(threshold: float, reviewers: float, reviews_per_hour: float, *, confidence: Any, correct: Any,
-                tickets_per_day: float, hours_per_day: float = 8.0) -> pd.DataFrame:
+def review_load(threshold: float, reviewers: float, reviews_per_hour: float, error_usd: float = 0.0, *,
+                confidence: Any, correct: Any, tickets_per_day: float, hours_per_day: float = 8.0) -> pd.DataFrame:
     """What a confidence threshold asks of the review team, per day, to first order.
 
     Tickets whose model confidence is below ``threshold`` go to a person; the rest are automated. The
@@ -86,6 +86,8 @@ def review_load(threshold: float, reviewers: float, reviews_per_hour: float, *, 
         People reviewing.
     reviews_per_hour : float
         Tickets one reviewer handles per hour.
+    error_usd : float
+        What one wrong automated answer costs (refunds, escalations, churn): an assumption to vary.
     confidence, correct : array-like
         Model confidence and whether the model was right, for a labelled sample.
     tickets_per_day : float
@@ -96,21 +98,22 @@ def review_load(threshold: float, reviewers: float, reviews_per_hour: float, *, 
     Returns
     -------
     DataFrame
-        One ``per day`` column: tickets automated, wrong automated answers, tickets to review, review
-        capacity and the backlog that grows when the queue exceeds it.
+        One ``per day`` column: tickets automated, wrong automated answers and what they cost, tickets
+        to review, review capacity and the backlog that grows when the queue exceeds it.
 
     Examples
     --------
-    >>> review_load(0.5, 1, 10, confidence=[0.2, 0.6, 0.9, 0.95], correct=[0, 1, 1, 0], tickets_per_day=100)
-                                    per day
-    tickets automated                  75.0
-    wrong automated answers            25.0
-    tickets to review                  25.0
-    review capacity                    80.0
-    backlog growth                      0.0
+    >>> review_load(0.5, 1, 10, 4.0, confidence=[0.2, 0.6, 0.9, 0.95], correct=[0, 1, 1, 0], tickets_per_day=100)
+                                         per day
+    tickets automated                       75.0
+    wrong automated answers                 25.0
+    cost of wrong answers, US$             100.0
+    tickets to review                       25.0
+    review capacity                         80.0
+    backlog growth                           0.0
     """
-    _check_non_negative(reviewers=reviewers, reviews_per_hour=reviews_per_hour, tickets_per_day=tickets_per_day,
-                        hours_per_day=hours_per_day)
+    _check_non_negative(reviewers=reviewers, reviews_per_hour=reviews_per_hour, error_usd=error_usd,
+                        tickets_per_day=tickets_per_day, hours_per_day=hours_per_day)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     confidence = np.asarray(confidence, dtype=float)
@@ -121,8 +124,9 @@ def review_load(threshold: float, reviewers: float, reviews_per_hour: float, *, 
     automated = confidence >= threshold
     to_review = tickets_per_day * float(np.mean(~automated))
     capacity = reviewers * reviews_per_hour * hours_per_day
+    wrong = tickets_per_day * float(np.mean(automated & ~correct))
     rows = {"tickets automated": tickets_per_day * float(np.mean(automated)),
-            "wrong automated answers": tickets_per_day * float(np.mean(automated & ~correct)),
+            "wrong automated answers": wrong, "cost of wrong answers, US$": wrong * error_usd,
             "tickets to review": to_review, "review capacity": capacity,
             "backlog growth": max(0.0, to_review - capacity)}
     return pd.DataFrame({"per day": pd.Series(rows).round(1)})

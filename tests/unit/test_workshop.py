@@ -39,12 +39,20 @@ def test_a_higher_threshold_reviews_more_and_automates_fewer_errors():
     assert low["tickets to review"] == 0 and low["wrong automated answers"] == 60
     assert high["tickets to review"] == 60 and high["wrong automated answers"] == 20
     assert high["backlog growth"] == 60 - 8 and low["backlog growth"] == 0
+    assert low["cost of wrong answers, US$"] == 0, "no error cost given: the errors cost nothing"
+
+
+def test_wrong_automated_answers_are_priced_at_the_error_cost():
+    confidence, correct = [0.1, 0.4, 0.6, 0.8, 0.99], [0, 0, 1, 0, 1]
+    day = workshop.review_load(0.5, 1, 1, 12.5, confidence=confidence, correct=correct, tickets_per_day=100)["per day"]
+    assert day["wrong automated answers"] == 20 and day["cost of wrong answers, US$"] == 20 * 12.5
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"threshold": 1.5}, "threshold"),
     ({"confidence": [0.5], "correct": [1, 0]}, "same length"),
     ({"reviewers": -1}, "reviewers"),
+    ({"error_usd": -2.0}, "error_usd"),
 ])
 def test_review_load_rejects_bad_input(kwargs, message):
     args = {"threshold": 0.5, "reviewers": 1, "reviews_per_hour": 1, "confidence": [0.5], "correct": [1],
