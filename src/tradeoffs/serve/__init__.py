@@ -20,8 +20,8 @@ batching over the model), :mod:`.llama` (the model's forward over a packed row o
 :mod:`.protocol` (the request bodies), :mod:`.errors` (OpenAI-shaped errors), :mod:`.app` (HTTP routes),
 :mod:`.metrics` (Prometheus), :mod:`.local` (:class:`LocalServer`), :mod:`.shutdown` (the bounded
 stop on SIGTERM or Ctrl-C), :mod:`.vllm_peer` (vLLM's CPU build in its own pinned environment, the
-production peer lab 4 and ``benchmarks/serving.py`` measure against). Importing this package is cheap: torch and FastAPI load only when
-``create_app`` or the engine is used.
+production peer lab 4 and ``benchmarks/serving.py`` measure against). Importing this package is cheap:
+torch and FastAPI load only when ``create_app`` or the engine is used.
 """
 
 from __future__ import annotations
