@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, table, update_section  # noqa: E402
 
 from tradeoffs import course, runner  # noqa: E402
+from tradeoffs.files import atomic_write  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "labs.json"
 SMOKE_LIMIT_S = 60.0
@@ -39,10 +40,7 @@ def _load() -> list[dict]:
 
 def _save(rows: list[dict]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, prefix=".labs-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(rows, fh, indent=1)
-    os.replace(tmp, RESULTS)
+    atomic_write(RESULTS, json.dumps(rows, indent=1))
 
 
 def measure(lab: str, mode: str, out_dir: Path) -> dict:

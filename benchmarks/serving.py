@@ -120,7 +120,7 @@ class PeerServer(vllm_peer.SubprocessServer):
                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
 
     def environment(self) -> dict[str, str]:
-        # The same OpenMP setting the kit's server gets (see `tradeoffs serve`): same machine, same rules.
+        # The kit's wait policy (`tradeoffs serve` adds a brief spin, threads.SERVE_ENV, tuned for its engine thread).
         return {"OMP_WAIT_POLICY": "PASSIVE", **super().environment()}
 
 

@@ -176,7 +176,7 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
                 "max_wait_ms": scheduler.max_wait * 1000, "max_queue": scheduler.max_queue,
                 "max_step_tokens": scheduler.engine.max_step_tokens, "prefix_cache": scheduler.engine.prefix_cache,
                 "queue_depth": scheduler.queue_depth, "running": scheduler.running,
-                "context_length": chat.context_length, "torch_threads": scheduler.threads or _torch_threads(),
+                "context_length": chat.context_length, "torch_threads": scheduler.threads,
                 "dtype": str(scheduler.engine.dtype).removeprefix("torch."), "compiled": scheduler.engine.compiled}
         return JSONResponse(body, status_code=200 if ok else 503)
 
@@ -251,12 +251,6 @@ def _count(state: _State, request: Request, status: int) -> None:
     path = request.url.path
     endpoint = path if path in ("/v1/chat/completions", "/v1/embeddings") else "other"
     state.metrics.requests.labels(endpoint, str(status)).inc()
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 async def _parse_body(request: Request, schema: type[BaseModel], limit: int) -> Any:
