@@ -98,6 +98,10 @@ def test_stop_string_cuts_the_reply(client):
 def test_seeded_sampling_is_reproducible(client):
     msgs = [{"role": "user", "content": "Invent a name for a cat."}]
     kwargs = dict(model=CHAT, messages=msgs, max_tokens=12, temperature=1.0, top_p=0.95)
+    # Once first, so that both compared requests take the same path (the prompt's keys and values from
+    # the prefix cache): in bfloat16 a whole prefill and a cached one differ in the last bits, which can
+    # flip a near-tie when sampling at temperature 1 (seen once in a module run).
+    client.chat.completions.create(seed=7, **kwargs)
     a = client.chat.completions.create(seed=7, **kwargs).choices[0].message.content
     b = client.chat.completions.create(seed=7, **kwargs).choices[0].message.content
     assert a == b
