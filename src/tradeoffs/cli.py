@@ -77,6 +77,13 @@ def doctor(load: bool = typer.Option(True, help="load both models and run them o
                "no native bfloat16 on this CPU" if dev.type == "cpu" else f"default for {dev.type}")
         results.append(_check("serving dtype", True, f"{serve_dtype} ({why}; `tradeoffs serve --dtype` "
                                                      "overrides it)"))
+        from .serve import native
+
+        try:  # optional: without it the server decodes with its PyTorch step, same answers, slower
+            results.append(_check("serving decode step", True, f"native, built with the C compiler ({native.build()})"))
+        except native.NativeUnavailable as exc:
+            results.append(_check("serving decode step", True, f"PyTorch: the native step is unavailable ({exc}); "
+                                                               "install gcc for a faster single-stream decode"))
     except Exception as exc:  # broken torch install
         results.append(_check("torch", False, str(exc), "run `make install`"))
     try:
@@ -258,6 +265,7 @@ def serve(
     device: str = _serve_option("device"),
     dtype: str = _serve_option("dtype"),
     compile: bool = _serve_option("compile"),
+    native: bool = _serve_option("native"),
     embedder: bool = _serve_option("embedder"),
     log_level: str = _serve_option("log_level"),
     grace_period: float = _serve_option("grace_period"),
@@ -283,7 +291,7 @@ def serve(
                              max_queue=max_queue, max_body_bytes=max_body_bytes,
                              default_max_tokens=default_max_tokens, max_step_tokens=max_step_tokens,
                              prefix_cache=prefix_cache, threads=threads, device=device, dtype=dtype,
-                             compile=compile, embedder=embedder,
+                             compile=compile, native=native, embedder=embedder,
                              log_level=log_level, grace_period=grace_period)
     except ValueError as exc:
         _fail(f"serve: {exc}", code=2)

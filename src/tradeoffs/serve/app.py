@@ -12,7 +12,8 @@ Endpoints
     ``input`` as a string or a list of strings; ``encoding_format`` ``float`` or ``base64``.
 ``GET /health``
     200 once the models are loaded and the engine thread runs, else 503. The JSON body also says
-    how the server runs: batching limits, ``dtype`` (``float32`` or ``bfloat16``), ``compiled``.
+    how the server runs: batching limits, ``dtype`` (``float32`` or ``bfloat16``), ``compiled``,
+    ``native`` (whether decode steps run the native step).
 ``GET /metrics``
     Prometheus text: queue depth, running requests, batch sizes, latencies, tokens.
 
@@ -127,7 +128,7 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
     metrics = ServerMetrics()
     engine = BatchEngine.from_chat_model(chat, max_batch_size=config.max_batch_size,
                                          max_step_tokens=config.max_step_tokens, prefix_cache=config.prefix_cache,
-                                         compile=config.compile)
+                                         compile=config.compile, native=config.native)
     chat_id = models.CHAT_MODEL_ID if chat.name == models.CHAT_MODEL_NAME else chat.name
     scheduler = Scheduler(engine, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, metrics=metrics,
                           model_id=chat_id, threads=int(config.threads or default_threads()))
@@ -177,7 +178,8 @@ def create_app(config: ServeConfig | None = None, *, chat=None, embedder=None, *
                 "max_step_tokens": scheduler.engine.max_step_tokens, "prefix_cache": scheduler.engine.prefix_cache,
                 "queue_depth": scheduler.queue_depth, "running": scheduler.running,
                 "context_length": chat.context_length, "torch_threads": scheduler.threads,
-                "dtype": str(scheduler.engine.dtype).removeprefix("torch."), "compiled": scheduler.engine.compiled}
+                "dtype": str(scheduler.engine.dtype).removeprefix("torch."), "compiled": scheduler.engine.compiled,
+                "native": scheduler.engine.native is not None}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")

@@ -26,6 +26,15 @@ System for Transformer-Based Generative Models", OSDI 2022,
 https://www.usenix.org/conference/osdi22/presentation/yu). Chunked prefill mixed with decode is the
 scheduling of Agrawal et al., "Sarathi-Serve", OSDI 2024, https://arxiv.org/abs/2403.02310.
 
+The native decode step
+----------------------
+When no prompt is being prefilled (every running request decodes one token: most steps of a busy
+server, and every step of a single stream after its first token), the step runs in C instead
+(:mod:`.native`, built from ``decode.c`` at start-up with the system's C compiler): the same
+computation, one parallel region per step. It is checked against this module's PyTorch step when
+the engine starts, and where it cannot be built the PyTorch step runs (:attr:`BatchEngine.native`
+is ``None`` then, and the log says why).
+
 Prefix cache
 ------------
 Requests that start with the same tokens (the chat template's system prompt, a shared instruction)
@@ -46,6 +55,7 @@ tolerance.
 from __future__ import annotations
 
 import collections
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -53,9 +63,12 @@ import torch
 
 from .config import ServeConfig
 from .llama import PackedLlama
+from .native import NativeDecoder, NativeUnavailable
 from .sampling import SamplingParams, TextStream, sample_token
 
 __all__ = ["SamplingParams", "GenRequest", "BatchEngine", "TextStream", "sample_token", "estimate_cache_bytes"]
+
+log = logging.getLogger("tradeoffs.serve")
 
 
 @dataclass(eq=False)
@@ -209,6 +222,9 @@ class BatchEngine:
     compile : bool
         Compile the per-token work with ``torch.compile`` (eager mode where that fails; see
         :attr:`compiled`).
+    native : bool
+        Run decode-only steps with the native (C) step where it builds and agrees with the PyTorch
+        step (see :attr:`native`).
 
     Examples
     --------
@@ -228,7 +244,7 @@ class BatchEngine:
     def __init__(self, model: Any, eos_token_ids: Sequence[int], context_length: int, *,
                  max_batch_size: int = ServeConfig.max_batch_size, max_step_tokens: int = ServeConfig.max_step_tokens,
                  prefix_cache: bool = ServeConfig.prefix_cache, min_prefix_tokens: int = 16, prefix_entries: int = 8,
-                 compile: bool = ServeConfig.compile) -> None:
+                 compile: bool = ServeConfig.compile, native: bool = ServeConfig.native) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_step_tokens < max_batch_size + 1:
@@ -256,6 +272,44 @@ class BatchEngine:
         self._recent_prompts: collections.deque[tuple] = collections.deque(maxlen=8)
         self.stats = {"steps": 0, "step_tokens": 0, "prefix_tokens_reused": 0}
         self.net = PackedLlama(model, compile=compile)
+        self.last_logits: torch.Tensor | None = None  # the latest step's logits (one row per emitted token)
+        #: The native decode step, or None where it is off or unavailable (the PyTorch step runs).
+        self.native: NativeDecoder | None = None
+        #: Most sequences a native step decodes. In bfloat16, oneDNN's matrix kernels (AMX where the CPU
+        #: has it) overtake the native ones between 8 and 16 rows (2-core Xeon: 8 rows 32.7 vs 44.1 ms
+        #: a step, 16 rows 57.3 vs 50.0 ms); in float32 the native step was faster at every batch size.
+        self.native_rows = 8 if self.dtype == torch.bfloat16 else self.max_batch_size
+        if native:
+            try:
+                self.native = self._checked_native()
+            except NativeUnavailable as exc:
+                log.warning("the native decode step is unavailable (%s); the engine runs its PyTorch step, "
+                            "which gives the same answers, only slower", exc)
+
+    #: How far the native step's logits may be from the PyTorch step's, as a fraction of the logits'
+    #: range: rounding and summation order move them by far less; a broken build by far more.
+    NATIVE_TOLERANCE = 0.02
+
+    def _checked_native(self) -> NativeDecoder:
+        """Build the native step and check it on one decode step against the PyTorch step."""
+        native = NativeDecoder(self.net, self.context_length)
+        probe = GenRequest(list(range(1, 10)), SamplingParams(max_tokens=8, temperature=0))
+        try:
+            self.admit([probe])
+            self.step()  # the prompt, by the PyTorch step
+            self.step()  # one decode step, PyTorch (self.native is still None)
+            want = self.last_logits[0].clone()
+            probe.cached -= 1  # the same decode step again, natively
+            got = native([probe.output_ids[-2]], [probe.cached], [0], self._keys, self._values)[0]
+        finally:
+            self.cancel_all()
+        span = float(want.max() - want.min())
+        diff = float((got - want).abs().max())
+        if not diff <= self.NATIVE_TOLERANCE * span:
+            raise NativeUnavailable(f"its logits differ from the PyTorch step's by {diff:.3g} "
+                                    f"(allowed {self.NATIVE_TOLERANCE * span:.3g})")
+        log.info("native decode step on (%s): logits within %.3g of the PyTorch step's", self.dtype, diff)
+        return native
 
     @property
     def compiled(self) -> bool:
@@ -422,6 +476,9 @@ class BatchEngine:
                 pos.extend(range(r.cached, r.cached + n))
                 budget -= n
         self._ensure_capacity(max(r.cached + 1 for r in self.running) + max((c[3] for c in chunks), default=0))
+        if self.native is not None and not chunks and len(dec_slots) <= self.native_rows:
+            logits = self.native(ids, pos, dec_slots, self._keys, self._values)
+            return self._finish_step(logits, dec_slots, [self.running[s] for s in dec_slots], chunks, len(ids))
         plan = _StepPlan(self, len(ids))
         plan.batch = len(self.running)
         keep: list[int] = []  # packed positions whose logits we need
@@ -450,8 +507,14 @@ class BatchEngine:
                 owners.append(r)
         as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=self.device)  # noqa: E731
         logits = self.net(as_tensor(ids), as_tensor(pos), plan.attend, as_tensor(keep))
+        return self._finish_step(logits, dec_slots, owners, chunks, len(ids))
+
+    def _finish_step(self, logits: torch.Tensor, dec_slots: list[int], owners: list[GenRequest],
+                     chunks: list, n_tokens: int) -> tuple[list[GenRequest], list[GenRequest]]:
+        """Advance every request by what the step computed, and pick each emitted request's token."""
+        self.last_logits = logits
         self.stats["steps"] += 1
-        self.stats["step_tokens"] += len(ids)
+        self.stats["step_tokens"] += n_tokens
         for slot, r, start, n in chunks:
             r.cached += n
             if not r.prefilling and self.prefix_cache:
