@@ -31,13 +31,16 @@ N_TOKENS = 16
 MAX_DIFFERING_PROMPTS = 1
 MIN_COMMON_PREFIX = 8
 # bfloat16 keeps 8 bits of mantissa, so its logits carry ~1e-2 relative rounding instead of ~1e-7, and
-# a batch's other summation order flips near-ties far more often than in float32. Compared with the
+# another summation order flips near-ties far more often than in float32. Alone, every decode step of a
+# request runs the native step; in a batch, the steps that also prefill another prompt run the PyTorch
+# step, whose logits differ from the native ones by 1-2% of their range in bfloat16. Compared with the
 # same engine alone in bfloat16 (not with float32, which it is not meant to reproduce), at most 2 of
-# the 6 prompts may differ, and only after their first 4 tokens agree.
+# the 6 prompts may differ, and each only where it was a near-tie alone: at the first differing token,
+# the batched choice scored within 3% of the logits' range of the alone run's choice. (The first
+# token, from the prompt's own prefill, must agree.)
 BF16_MAX_DIFFERING_PROMPTS = 2
-BF16_MIN_COMMON_PREFIX = 4
-TOLERANCE = {"float32": (MAX_DIFFERING_PROMPTS, MIN_COMMON_PREFIX),
-             "bfloat16": (BF16_MAX_DIFFERING_PROMPTS, BF16_MIN_COMMON_PREFIX)}
+BF16_NEAR_TIE = 0.03
+TOLERANCE = {"float32": (MAX_DIFFERING_PROMPTS, MIN_COMMON_PREFIX), "bfloat16": (BF16_MAX_DIFFERING_PROMPTS, 1)}
 
 
 def _ids(chat, prompt: str) -> list[int]:
@@ -128,15 +131,23 @@ def bf16_model():
     return load_chat_model("cpu", dtype=torch.bfloat16)
 
 
-def _engine_alone(chat, n: int = N_TOKENS) -> dict:
-    """Each prompt on its own (one slot, no prefix cache): the reference for batched runs."""
+def _engine_alone(chat, n: int = N_TOKENS, logits: dict | None = None) -> dict:
+    """Each prompt on its own (one slot, no prefix cache): the reference for batched runs.
+    With ``logits`` (a dict), also the logits that chose each token: ``logits[prompt][i]``."""
     engine = BatchEngine.from_chat_model(chat, max_batch_size=1, prefix_cache=False)
     out = {}
     for p in PROMPTS:
         r = GenRequest(_ids(chat, p), SamplingParams(max_tokens=n, temperature=0))
         engine.admit([r])
-        _drain(engine)
+        steps = []
+        while engine.running:
+            emitted, done = engine.step()
+            if emitted:
+                steps.append(engine.last_logits[0].clone())
+            engine.release(done)
         out[p] = r.output_ids
+        if logits is not None:
+            logits[p] = steps
     return out
 
 
@@ -154,10 +165,17 @@ def _engine_batched(chat, **options) -> dict:
 
 def test_bfloat16_outputs_alone_equal_outputs_in_a_batch(bf16_model):
     """In bfloat16 the engine is compared with itself alone, within the bfloat16 tolerance."""
-    alone = _engine_alone(bf16_model)
+    logits: dict = {}
+    alone = _engine_alone(bf16_model, logits=logits)
     assert all(len(ids) > 0 for ids in alone.values())
     batched = _engine_batched(bf16_model, prefix_cache=True, max_step_tokens=24)
     _assert_within_tolerance(batched, alone, "bfloat16")
+    for p in (p for p in PROMPTS if batched[p] != alone[p]):
+        i = _common_prefix(batched[p], alone[p])
+        step = logits[p][i]
+        gap = float(step[alone[p][i]] - step[batched[p][i]])
+        assert gap <= BF16_NEAR_TIE * float(step.max() - step.min()), (
+            f"{p!r}: token {i} differs in a batch, but alone it led by {gap:.3f} (not a near-tie)")
 
 
 def test_engine_alone_in_float32_equals_generate(chat_model, references):

@@ -48,7 +48,7 @@ def _decode_logits(engine: BatchEngine, chat, steps: int = 6) -> tuple[list, lis
 
 
 @needs_compiler
-@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", BatchEngine.NATIVE_TOLERANCE)])
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", 0.04)])
 def test_native_logits_equal_the_pytorch_steps(models_by_dtype, dtype, tolerance):
     """Step by step, while the tokens agree, the logits are within ``tolerance`` x their range."""
     chat = models_by_dtype[dtype]

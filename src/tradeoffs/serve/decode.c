@@ -6,12 +6,12 @@
  * version spends about half of its time in per-operation overhead (30 layers x ~40 small ops) and in
  * matrix-vector kernels that are not tuned for one row. Here a step is one OpenMP parallel region:
  *
- *   - each weight matrix is split by rows between the threads and streamed once, with software
- *     prefetch, for all M sequences at once (matrix_rows below);
+ *   - each weight matrix is streamed once, with software prefetch, for all M sequences at once
+ *     (matrix_rows below), its rows handed out to the threads in chunks as they come free;
  *   - the small per-token work (norms, rotary embedding, residual adds) is repeated by every
- *     thread on its own copy of the activations, so threads meet only after each matrix product and
- *     after attention and SwiGLU (7 barriers per layer);
- *   - attention is split by (sequence, head), SwiGLU by element, between the threads.
+ *     thread on its own copy of the activations, so threads meet only at the end of each matrix
+ *     product, of attention and of SwiGLU (6 times per layer);
+ *   - attention is shared out by (sequence, head), SwiGLU by spans of elements.
  *
  * Numbers: activations are rounded to the model's dtype at the points where the PyTorch version
  * materialises a tensor in that dtype (round_to), and every sum is accumulated in float32, so the
@@ -32,6 +32,7 @@
 
 typedef struct {
     int n_layers, hidden, heads, kv_heads, head_dim, inter, vocab, bf16;
+    int blocked; /* 1: the five projections' weights are in the blocked layout (see blocked_rows) */
     const void *embed;                       /* (vocab, hidden) */
     const void *const *ln1, *const *ln2;     /* per layer: (hidden) */
     const float *eps1, *eps2;                /* per layer */
@@ -69,38 +70,65 @@ static inline float weight_at(const Model *m, const void *w, size_t i) {
 }
 
 /* ------------------------------------------------------------------ matrix x vectors */
+#if defined(__AVX512BF16__)
+/* The blocked layout of a bfloat16 weight (N, K), N a multiple of 16 (native.py makes it): block b
+ * holds rows 16b .. 16b+15 as (K/2, 16, 2), i.e. for each pair of columns the 16 rows' two values side
+ * by side. One 64-byte load then feeds 16 outputs, and one bf16 dot-product instruction per sequence
+ * (its column pair broadcast) accumulates all 16: no horizontal sums, and the blocks are read in
+ * memory order. This is oneDNN's and AMX's "VNNI" layout, 16 rows wide. */
+int blocked_layout(void) { return 1; }
+
+static inline __attribute__((always_inline)) void block_product(const uint16_t *blk, __m512 bias, int K, int ms,
+                                                                const uint32_t *x, float *Y, int ldy) {
+    __m512 acc[16];
+    for (int s = 0; s < ms; s++) acc[s] = _mm512_setzero_ps();
+    for (int kp = 0; kp < K / 2; kp++) {
+        _mm_prefetch((const char *)(blk + (size_t)kp * 32 + 1024), _MM_HINT_T0);
+        __m512bh w = (__m512bh)_mm512_loadu_si512(blk + (size_t)kp * 32);
+        for (int s = 0; s < ms; s++)
+            acc[s] = _mm512_dpbf16_ps(acc[s], w, (__m512bh)_mm512_set1_epi32((int)x[(size_t)s * (K / 2) + kp]));
+    }
+    for (int s = 0; s < ms; s++) { /* + bias, rounded to bfloat16 (nearest even), stored as floats */
+        __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(acc[s], bias));
+        _mm512_storeu_ps(Y + (size_t)s * ldy, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                                  _mm512_cvtepu16_epi32((__m256i)r), 16)));
+    }
+}
+
+static void blocked_rows(const void *W, const void *bias, int K, int M, const uint16_t *xb, float *Y, int ldy,
+                         int n0, int n1) {
+    for (int n = n0; n < n1; n += 16) {
+        const uint16_t *blk = (const uint16_t *)W + (size_t)n * K;
+        __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                              _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)bias + n))), 16))
+                        : _mm512_setzero_ps();
+        for (int s0 = 0; s0 < M; s0 += 16) {
+            const uint32_t *x = (const uint32_t *)(xb + (size_t)s0 * K);
+            float *y = Y + (size_t)s0 * ldy + n;
+            switch (M - s0 < 16 ? M - s0 : 16) { /* a constant count per case: the compiler unrolls each */
+#define BLOCK_CASE(c) case c: block_product(blk, b, K, c, x, y, ldy); break;
+                BLOCK_CASE(1) BLOCK_CASE(2) BLOCK_CASE(3) BLOCK_CASE(4) BLOCK_CASE(5) BLOCK_CASE(6)
+                BLOCK_CASE(7) BLOCK_CASE(8) BLOCK_CASE(9) BLOCK_CASE(10) BLOCK_CASE(11) BLOCK_CASE(12)
+                BLOCK_CASE(13) BLOCK_CASE(14) BLOCK_CASE(15) BLOCK_CASE(16)
+#undef BLOCK_CASE
+            }
+        }
+    }
+}
+#else
+int blocked_layout(void) { return 0; }
+#endif
+
 /* Y[s * ldy + n] = round(W[n] . X[s] + bias[n]) for rows n in [n0, n1) and sequences s < M.
  * X holds the M input vectors, already rounded to the dtype: as floats (xf, K apart) and, for
- * bfloat16, as bf16 bits too (xb, K apart). */
+ * bfloat16, as bf16 bits too (xb, K apart). W is (N, K) row-major, or blocked (m->blocked). */
 static void matrix_rows(const Model *m, const void *W, const void *bias, int K, int M, const float *xf,
                         const uint16_t *xb, float *Y, int ldy, int n0, int n1) {
     int n = n0;
 #if defined(__AVX512BF16__)
-    if (m->bf16 && K % 32 == 0) {
-        const uint16_t *w = (const uint16_t *)W;
-        for (; n + 4 <= n1; n += 4) {
-            for (int s0 = 0; s0 < M; s0 += 4) {
-                int ms = M - s0 < 4 ? M - s0 : 4;
-                __m512 acc[4][4];
-                for (int r = 0; r < 4; r++)
-                    for (int s = 0; s < 4; s++) acc[r][s] = _mm512_setzero_ps();
-                for (int k = 0; k < K; k += 32) {
-                    __m512bh x[4];
-                    for (int s = 0; s < ms; s++) x[s] = (__m512bh)_mm512_loadu_si512(xb + (size_t)(s0 + s) * K + k);
-                    for (int r = 0; r < 4; r++) {
-                        const uint16_t *row = w + (size_t)(n + r) * K + k;
-                        if (s0 == 0) _mm_prefetch((const char *)(row + 8 * (size_t)K), _MM_HINT_T0);
-                        __m512bh wv = (__m512bh)_mm512_loadu_si512(row);
-                        for (int s = 0; s < ms; s++) acc[r][s] = _mm512_dpbf16_ps(acc[r][s], wv, x[s]);
-                    }
-                }
-                for (int r = 0; r < 4; r++) {
-                    float b = bias ? bf16_to_float(((const uint16_t *)bias)[n + r]) : 0.0f;
-                    for (int s = 0; s < ms; s++)
-                        Y[(size_t)(s0 + s) * ldy + n + r] = round_to(m, _mm512_reduce_add_ps(acc[r][s]) + b);
-                }
-            }
-        }
+    if (m->blocked) {
+        blocked_rows(W, bias, K, M, xb, Y, ldy, n0, n1);
+        return;
     }
 #endif
 #if defined(__AVX512F__)
@@ -148,21 +176,18 @@ static void matrix_rows(const Model *m, const void *W, const void *bias, int K, 
     }
 }
 
-/* This thread's share of the rows of an N-row matrix (in blocks of 4, the kernel's unit). */
-static void my_rows(int N, int *n0, int *n1) {
-    int t = omp_get_thread_num(), T = omp_get_num_threads();
-    int blocks = (N + 3) / 4;
-    *n0 = (int)((long)blocks * t / T) * 4;
-    *n1 = (int)((long)blocks * (t + 1) / T) * 4;
-    if (*n1 > N) *n1 = N;
-    if (*n0 > N) *n0 = N;
-}
-
+/* Y = W X (+ bias) for all N rows, shared between the threads in chunks handed out as they come free
+ * (so a thread that the OS preempts for a moment delays the step by its chunk, not by its whole
+ * share). Every thread of the team must call it; it returns when all rows are done. */
 static void product(const Model *m, const void *W, const void *bias, int K, int N, int M, const float *xf,
                     const uint16_t *xb, float *Y) {
-    int n0, n1;
-    my_rows(N, &n0, &n1);
-    matrix_rows(m, W, bias, K, M, xf, xb, Y, N, n0, n1);
+    const int unit = m->blocked ? 16 : 4;
+    int chunk = N / (8 * omp_get_num_threads()) / unit * unit;
+    if (chunk < unit) chunk = unit;
+    const int chunks = (N + chunk - 1) / chunk;
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < chunks; c++)
+        matrix_rows(m, W, bias, K, M, xf, xb, Y, N, c * chunk, (c + 1) * chunk < N ? (c + 1) * chunk : N);
 }
 
 /* ------------------------------------------------------------------ the small per-token work */
@@ -187,8 +212,51 @@ static void rotate(const Model *m, const float *x, const float *cos, const float
     }
 }
 
-static void to_bf16(const float *x, uint16_t *out, int n) {
-    for (int i = 0; i < n; i++) out[i] = float_to_bf16(x[i]);
+/* SwiGLU of one gate/up pair, as llama.py rounds it: silu(gate) in the dtype, times up, in the dtype. */
+static inline float swiglu(const Model *m, float gate, float up) {
+    return round_to(m, round_to(m, gate / (1.0f + expf(-gate))) * up);
+}
+
+#if defined(__AVX512F__)
+/* exp of 16 floats: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2] (Cephes' expf; within 2 ulp of
+ * expf, as torch's vectorised exp is within 1); overflow gives inf and underflow 0, as expf does. */
+static inline __m512 exp16(__m512 x) {
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+
+static inline __m512 round16(const Model *m, __m512 v) {
+    if (!m->bf16) return v;
+    __m512i u = _mm512_castps_si512(v); /* nearest even, as float_to_bf16 (finite values) */
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
+}
+#endif
+
+/* out[i] = swiglu(gate[i], up[i]) for i < n, and its bf16 bits. */
+static void swiglu_span(const Model *m, const float *gate, const float *up, int n, float *out, uint16_t *out_b) {
+    int i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        __m512 act = round16(m, _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+        _mm512_storeu_ps(out + i, round16(m, _mm512_mul_ps(act, _mm512_loadu_ps(up + i))));
+    }
+#endif
+    for (; i < n; i++) out[i] = swiglu(m, gate[i], up[i]);
+    for (i = 0; i < n; i++) out_b[i] = float_to_bf16(out[i]);
 }
 
 /* q . cache[at : at + n] and out += p * cache[at : at + n], vectorised for each dtype. */
@@ -233,115 +301,100 @@ static inline void cache_put(const Model *m, void *cache, size_t i, float v) {
 int decode_step(const Model *m, int M, const int64_t *tokens, const int64_t *positions, const int64_t *slots,
                 void *const *keys, void *const *values, int capacity, int threads, float *logits) {
     const int d = m->hidden, H = m->heads, KV = m->kv_heads, hd = m->head_dim, I = m->inter;
-    const int n_qkv = (H + 2 * KV) * hd, rep = H / KV;
-    const int widest = n_qkv > 2 * I ? n_qkv : 2 * I;
-    /* Two shared buffers for the products' outputs, used in turn (A: q/k/v and gate/up, B: the output
-     * and down projections), so a product never overwrites what a slower thread may still be reading. */
-    float *A = malloc(sizeof(float) * M * widest);
-    float *B = malloc(sizeof(float) * M * d);
-    float *attn = malloc(sizeof(float) * M * H * hd); /* shared: attention output */
-    float *act = malloc(sizeof(float) * M * I);       /* shared: SwiGLU output, the down product's input */
-    uint16_t *act_b = malloc(sizeof(uint16_t) * M * I);
-    int failed = A == NULL || B == NULL || attn == NULL || act == NULL || act_b == NULL;
+    const int n_qkv = (H + 2 * KV) * hd, rep = H / KV, widest = n_qkv > 2 * I ? n_qkv : 2 * I;
+    const int longest = d > H * hd ? d : H * hd;
+    int width = 0;
+    for (int s = 0; s < M; s++) width = positions[s] + 1 > width ? (int)positions[s] + 1 : width;
+    /* Shared: the products' outputs in two buffers used in turn (A: q/k/v and gate/up, B: the output and
+     * down projections), so a product never overwrites what a slower thread may still be reading; the
+     * attention and SwiGLU outputs. Per thread: its residual stream, the next product's input, the
+     * rotated q and k, attention scores. */
+    float *A = malloc(sizeof(float) * M * widest), *B = malloc(sizeof(float) * M * d);
+    float *attn = malloc(sizeof(float) * M * longest), *act = malloc(sizeof(float) * M * I);
+    uint16_t *attn_b = malloc(sizeof(uint16_t) * M * longest), *act_b = malloc(sizeof(uint16_t) * M * I);
+    float *xs = malloc(sizeof(float) * threads * M * d), *ins = malloc(sizeof(float) * threads * M * d);
+    uint16_t *ins_b = malloc(sizeof(uint16_t) * threads * M * d);
+    float *rots = malloc(sizeof(float) * threads * M * (H + KV) * hd), *scores_all = malloc(sizeof(float) * threads * width);
+    int failed = !(A && B && attn && act && attn_b && act_b && xs && ins && ins_b && rots && scores_all);
     const float scale = 1.0f / sqrtf((float)hd);
     if (!failed) {
-#pragma omp parallel num_threads(threads) reduction(| : failed)
+#pragma omp parallel num_threads(threads)
         {
-            int longest = d > I ? d : I, width = 0;
-            if (H * hd > longest) longest = H * hd;
-            for (int s = 0; s < M; s++) width = positions[s] + 1 > width ? (int)positions[s] + 1 : width;
-            float *x = malloc(sizeof(float) * M * d);         /* this thread's residual stream */
-            float *in = malloc(sizeof(float) * M * longest);  /* the next product's input, rounded */
-            uint16_t *in_b = malloc(sizeof(uint16_t) * M * longest);
-            float *rot = malloc(sizeof(float) * M * (H + KV) * hd); /* rotated q and k */
-            float *scores = malloc(sizeof(float) * width);
-            /* every thread must reach every barrier: one short of memory computes nothing but still waits */
-            int ok = x && in && in_b && rot && scores;
-            for (int s = 0; s < M && ok; s++)
+            const int t = omp_get_thread_num();
+            float *x = xs + (size_t)t * M * d, *in = ins + (size_t)t * M * d;
+            uint16_t *in_b = ins_b + (size_t)t * M * d;
+            float *rot = rots + (size_t)t * M * (H + KV) * hd, *scores = scores_all + (size_t)t * width;
+            for (int s = 0; s < M; s++)
                 for (int i = 0; i < d; i++) x[s * d + i] = weight_at(m, m->embed, (size_t)tokens[s] * d + i);
             for (int L = 0; L < m->n_layers; L++) {
                 /* norm, fused q/k/v product */
-                for (int s = 0; s < M && ok; s++) rms_norm(m, x + s * d, m->ln1[L], m->eps1[L], in + s * d, in_b + s * d);
-                if (ok) product(m, m->w_qkv[L], m->b_qkv[L], d, n_qkv, M, in, in_b, A);
-#pragma omp barrier
-                /* rotary embedding; thread 0 writes this token's keys and values into the cache */
-                for (int s = 0; s < M && ok; s++) {
+                for (int s = 0; s < M; s++) rms_norm(m, x + s * d, m->ln1[L], m->eps1[L], in + s * d, in_b + s * d);
+                product(m, m->w_qkv[L], m->b_qkv[L], d, n_qkv, M, in, in_b, A);
+                /* rotary embedding of q and k, by every thread */
+                for (int s = 0; s < M; s++) {
                     const float *c = m->cos + positions[s] * hd, *sn = m->sin + positions[s] * hd;
                     for (int h = 0; h < H + KV; h++)
                         rotate(m, A + (size_t)s * n_qkv + h * hd, c, sn, rot + ((size_t)s * (H + KV) + h) * hd);
                 }
-                if (ok && omp_get_thread_num() == 0) {
-                    for (int s = 0; s < M; s++)
-                        for (int h = 0; h < KV; h++) {
-                            size_t at = (((size_t)slots[s] * KV + h) * capacity + positions[s]) * hd;
-                            const float *k = rot + ((size_t)s * (H + KV) + H + h) * hd;
-                            const float *v = A + (size_t)s * n_qkv + (H + KV + h) * hd;
-                            for (int i = 0; i < hd; i++) {
-                                cache_put(m, keys[L], at + i, k[i]);
-                                cache_put(m, values[L], at + i, v[i]);
-                            }
-                        }
-                }
-#pragma omp barrier
-                /* attention, one (sequence, head) per work item */
-#pragma omp for schedule(static)
+                /* attention, one (sequence, head) per work item: earlier positions from the cache, this
+                 * token's key and value from the product; the first head of each group stores them */
+#pragma omp for schedule(dynamic, 1)
                 for (int item = 0; item < M * H; item++) {
-                    if (!ok) continue;
-                    int s = item / H, h = item % H, n = (int)positions[s] + 1;
+                    int s = item / H, h = item % H, g = h / rep, n = (int)positions[s] + 1;
                     const float *q = rot + ((size_t)s * (H + KV) + h) * hd;
-                    size_t base = ((size_t)slots[s] * KV + h / rep) * capacity * hd;
-                    float top = -INFINITY, total = 0.0f;
-                    for (int j = 0; j < n; j++) {
+                    const float *k = rot + ((size_t)s * (H + KV) + H + g) * hd;
+                    const float *v = A + (size_t)s * n_qkv + (H + KV + g) * hd;
+                    size_t base = ((size_t)slots[s] * KV + g) * capacity * hd;
+                    float top = -INFINITY, total = 0.0f, *out = attn + ((size_t)s * H + h) * hd;
+                    for (int j = 0; j < n - 1; j++) {
                         scores[j] = dot_cache(m, q, keys[L], base + (size_t)j * hd, hd) * scale;
                         top = scores[j] > top ? scores[j] : top;
                     }
+                    float own = 0.0f;
+                    for (int i = 0; i < hd; i++) own += q[i] * k[i];
+                    scores[n - 1] = own * scale;
+                    top = scores[n - 1] > top ? scores[n - 1] : top;
                     for (int j = 0; j < n; j++) total += scores[j] = expf(scores[j] - top);
-                    float *out = attn + ((size_t)s * H + h) * hd;
-                    for (int i = 0; i < hd; i++) out[i] = 0.0f;
-                    for (int j = 0; j < n; j++) add_scaled_cache(m, scores[j] / total, values[L], base + (size_t)j * hd, hd, out);
-                    for (int i = 0; i < hd; i++) out[i] = round_to(m, out[i]);
+                    /* as torch's CPU flash attention: the exponentials meet the values in the dtype, and
+                     * the sum divides once at the end */
+                    for (int i = 0; i < hd; i++) out[i] = round_to(m, scores[n - 1]) * v[i];
+                    for (int j = 0; j < n - 1; j++)
+                        add_scaled_cache(m, round_to(m, scores[j]), values[L], base + (size_t)j * hd, hd, out);
+                    for (int i = 0; i < hd; i++) {
+                        out[i] = round_to(m, out[i] / total);
+                        attn_b[((size_t)s * H + h) * hd + i] = float_to_bf16(out[i]);
+                    }
+                    if (h % rep == 0) /* nobody reads this column of the cache during this layer */
+                        for (int i = 0; i < hd; i++) {
+                            cache_put(m, keys[L], base + (size_t)(n - 1) * hd + i, k[i]);
+                            cache_put(m, values[L], base + (size_t)(n - 1) * hd + i, v[i]);
+                        }
                 } /* implicit barrier */
                 /* output projection, residual, norm, gate/up product */
-                if (ok) {
-                    memcpy(in, attn, sizeof(float) * M * H * hd);
-                    if (m->bf16) to_bf16(in, in_b, M * H * hd);
-                    product(m, m->w_o[L], m->b_o[L], H * hd, d, M, in, in_b, B);
-                }
-#pragma omp barrier
-                for (int s = 0; s < M && ok; s++) {
+                product(m, m->w_o[L], m->b_o[L], H * hd, d, M, attn, attn_b, B);
+                for (int s = 0; s < M; s++) {
                     for (int i = 0; i < d; i++) x[s * d + i] = round_to(m, x[s * d + i] + B[(size_t)s * d + i]);
                     rms_norm(m, x + s * d, m->ln2[L], m->eps2[L], in + s * d, in_b + s * d);
                 }
-                if (ok) product(m, m->w_gu[L], m->b_gu[L], d, 2 * I, M, in, in_b, A);
-#pragma omp barrier
-                /* SwiGLU (split between the threads), down product, residual */
-#pragma omp for schedule(static)
-                for (int item = 0; item < M * I; item++) {
-                    int s = item / I, i = item % I;
-                    float gate = A[(size_t)s * 2 * I + i], up = A[(size_t)s * 2 * I + I + i];
-                    act[item] = round_to(m, round_to(m, gate / (1.0f + expf(-gate))) * up);
-                    act_b[item] = float_to_bf16(act[item]);
+                product(m, m->w_gu[L], m->b_gu[L], d, 2 * I, M, in, in_b, A);
+                /* SwiGLU (shared out in spans), down product, residual */
+#pragma omp for schedule(dynamic, 1)
+                for (int item = 0; item < M * 16; item++) {
+                    int s = item / 16, i0 = I * (item % 16) / 16, i1 = I * (item % 16 + 1) / 16;
+                    const float *gate = A + (size_t)s * 2 * I;
+                    swiglu_span(m, gate + i0, gate + I + i0, i1 - i0, act + (size_t)s * I + i0,
+                                act_b + (size_t)s * I + i0);
                 } /* implicit barrier */
-                if (ok) product(m, m->w_down[L], m->b_down[L], I, d, M, act, act_b, B);
-#pragma omp barrier
-                for (int s = 0; s < M && ok; s++)
+                product(m, m->w_down[L], m->b_down[L], I, d, M, act, act_b, B);
+                for (int s = 0; s < M; s++)
                     for (int i = 0; i < d; i++) x[s * d + i] = round_to(m, x[s * d + i] + B[(size_t)s * d + i]);
             }
             /* final norm and the vocabulary projection, straight into the logits */
-            for (int s = 0; s < M && ok; s++) rms_norm(m, x + s * d, m->norm, m->norm_eps, in + s * d, in_b + s * d);
-            if (ok) product(m, m->lm_head, m->lm_bias, d, m->vocab, M, in, in_b, logits);
-            free(x);
-            free(in);
-            free(in_b);
-            free(rot);
-            free(scores);
-            failed |= !ok;
+            for (int s = 0; s < M; s++) rms_norm(m, x + s * d, m->norm, m->norm_eps, in + s * d, in_b + s * d);
+            product(m, m->lm_head, m->lm_bias, d, m->vocab, M, in, in_b, logits);
         }
     }
-    free(A);
-    free(B);
-    free(attn);
-    free(act);
-    free(act_b);
+    free(A), free(B), free(attn), free(act), free(attn_b), free(act_b);
+    free(xs), free(ins), free(ins_b), free(rots), free(scores_all);
     return failed ? -1 : 0;
 }

@@ -104,7 +104,7 @@ class _Model(ctypes.Structure):
     """``Model`` in decode.c: the shapes and where every weight lives."""
 
     _fields_ = [(name, ctypes.c_int) for name in
-                ("n_layers", "hidden", "heads", "kv_heads", "head_dim", "inter", "vocab", "bf16")] + [
+                ("n_layers", "hidden", "heads", "kv_heads", "head_dim", "inter", "vocab", "bf16", "blocked")] + [
         ("embed", _P), ("ln1", ctypes.POINTER(_P)), ("ln2", ctypes.POINTER(_P)),
         ("eps1", ctypes.POINTER(ctypes.c_float)), ("eps2", ctypes.POINTER(ctypes.c_float)),
         ("w_qkv", ctypes.POINTER(_P)), ("b_qkv", ctypes.POINTER(_P)), ("w_o", ctypes.POINTER(_P)),
@@ -112,6 +112,18 @@ class _Model(ctypes.Structure):
         ("w_down", ctypes.POINTER(_P)), ("b_down", ctypes.POINTER(_P)), ("norm", _P), ("norm_eps", ctypes.c_float),
         ("lm_head", _P), ("lm_bias", _P), ("cos", ctypes.POINTER(ctypes.c_float)),
         ("sin", ctypes.POINTER(ctypes.c_float))]
+
+
+def _blocked(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (N, K) copied into decode.c's blocked layout: (N/16, K/2, 16, 2), each block of 16 rows
+    with every pair of columns side by side (see ``blocked_rows`` there).
+
+    >>> w = torch.arange(32 * 4).reshape(32, 4)
+    >>> _blocked(w)[0, 0].tolist()[:3]     # rows 0, 1, 2 of block 0: columns 0 and 1
+    [[0, 1], [4, 5], [8, 9]]
+    """
+    n, k = weight.shape
+    return weight.view(n // 16, 16, k // 2, 2).permute(0, 2, 1, 3).contiguous()
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -161,6 +173,15 @@ class NativeDecoder:
             self._lib = ctypes.CDLL(str(path))
         except OSError as exc:
             raise NativeUnavailable(f"could not load {path.name}: {exc}") from None
+        # bfloat16 products run on 16-row blocks where the CPU has bf16 dot products (a copy of the
+        # weights, as large as the model, made once here); float32 and other CPUs read the weights in place.
+        mats = [w for L in layers for w in (L.w_qkv, L.w_o, L.w_gu, L.w_down)] + [net.lm_head]
+        self.blocked = bool(dtype == torch.bfloat16 and self._lib.blocked_layout()
+                            and all(w.shape[0] % 16 == 0 and w.shape[1] % 2 == 0 for w in mats))
+        lay = _blocked if self.blocked else (lambda w: w)
+        with torch.inference_mode():
+            proj = [(lay(L.w_qkv), lay(L.w_o), lay(L.w_gu), lay(L.w_down)) for L in layers]
+            head = lay(net.lm_head)
         self._lib.decode_step.restype = ctypes.c_int
         self._lib.decode_step.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, _P, _P, _P, ctypes.POINTER(_P),
                                           ctypes.POINTER(_P), ctypes.c_int, ctypes.c_int, _P]
@@ -171,7 +192,7 @@ class NativeDecoder:
             half = sin.shape[-1] // 2
             sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
             self._cos, self._sin = cos.float().contiguous(), sin.float().contiguous()
-        self._keep = [self._cos, self._sin]  # keep every array the structure points into alive
+        self._keep = [self._cos, self._sin, proj, head]  # keep every array the structure points into alive
         self.vocab = int(net.lm_head.shape[0])
         self.context_length = int(context_length)
         self.dtype = dtype
@@ -186,11 +207,11 @@ class NativeDecoder:
         self._keep += [eps1, eps2]
         self._model = _Model(
             len(layers), net.embed.shape[1], net.heads, net.kv_heads, net.head_dim, layers[0].w_down.shape[1],
-            self.vocab, _DTYPES[dtype], _ptr(net.embed), array([L.ln1 for L in layers]),
-            array([L.ln2 for L in layers]), eps1, eps2, array([L.w_qkv for L in layers]),
-            array([L.b_qkv for L in layers]), array([L.w_o for L in layers]), array([L.b_o for L in layers]),
-            array([L.w_gu for L in layers]), array([L.b_gu for L in layers]), array([L.w_down for L in layers]),
-            array([L.b_down for L in layers]), _ptr(net.norm), float(net.norm_eps), _ptr(net.lm_head),
+            self.vocab, _DTYPES[dtype], int(self.blocked), _ptr(net.embed), array([L.ln1 for L in layers]),
+            array([L.ln2 for L in layers]), eps1, eps2, array([p[0] for p in proj]),
+            array([L.b_qkv for L in layers]), array([p[1] for p in proj]), array([L.b_o for L in layers]),
+            array([p[2] for p in proj]), array([L.b_gu for L in layers]), array([p[3] for p in proj]),
+            array([L.b_down for L in layers]), _ptr(net.norm), float(net.norm_eps), _ptr(head),
             _ptr(net.lm_bias), ctypes.cast(self._cos.data_ptr(), ctypes.POINTER(ctypes.c_float)),
             ctypes.cast(self._sin.data_ptr(), ctypes.POINTER(ctypes.c_float)))
         self._caches: tuple = ()
