@@ -19,7 +19,7 @@ help:
 	@echo "make run         execute every lab's solution at full size into build/"
 	@echo "make release     regenerate labs/ (student versions) from solutions/ with nbgrader"
 	@echo "make grade       autograde SUBMISSIONS=folder (one sub-folder per student)"
-	@echo "make benchmarks  run benchmarks/ (models, serving, grading, labs) and update docs/benchmarks.md"
+	@echo "make benchmarks  run benchmarks/ (models, serving, engine step, grading, labs) and update docs/benchmarks.md"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,7 @@ grade: models
 benchmarks: models
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/engine_step.py
 	$(BIN)/python benchmarks/grading.py
 	$(BIN)/python benchmarks/labs.py
 

@@ -55,6 +55,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,11 @@ def bench_server(name: str, args, prompts: list[str]) -> dict:
     with ctx as base_url:
         startup = time.perf_counter() - t_start
         print(f"   up after {startup:.0f} s at {base_url}", flush=True)
+        native = None
+        if isinstance(ctx, LocalServer):  # the kit's server says on /health whether it decodes natively
+            with urllib.request.urlopen(f"{ctx.url}/health", timeout=10) as resp:
+                native = bool(json.load(resp).get("native"))
+            print(f"   native decode step: {native}", flush=True)
         # warm-up: one request alone, then one batch-sized burst
         asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], 1, 1, args.max_tokens, 300))
         asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], min(4, args.clients), 1,
@@ -179,7 +185,7 @@ def bench_server(name: str, args, prompts: list[str]) -> dict:
             if not row["meets_slo"] and frac >= 1.0:
                 break
     best = max((r for r in sweep if r["meets_slo"]), key=lambda r: r["rate"], default=None)
-    return {"server": name, "label": LABELS[name], "dtype": DTYPE[name], "startup_s": startup,
+    return {"server": name, "label": LABELS[name], "dtype": DTYPE[name], "startup_s": startup, "native": native,
             "decode_tok_per_s": decode, "closed": closed, "sweep": sweep,
             "best_rate_within_slo": best["rate"] if best else 0.0,
             "tok_per_s_within_slo": best["tok_per_s"] if best else 0.0,
@@ -211,6 +217,14 @@ def ceilings(names) -> dict:
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
+def _native_summary(results: list[dict]) -> str:
+    """What each kit server's /health said of its native decode step, e.g. ``true for all 3``."""
+    kit = [r for r in results if r["server"].startswith("kit")]
+    if kit and all(r.get("native") for r in kit):
+        return f"true for all {len(kit)}"
+    return ", ".join(f"{r['server']}: {str(r.get('native')).lower()}" for r in kit)
+
+
 def render(results: list[dict], args, elapsed: float, load: tuple, ceiling: dict) -> str:
     by = {r["server"]: r for r in results}
     closed_rows, slo_rows, sweep_rows, single_rows = [], [], [], []
@@ -250,7 +264,8 @@ def render(results: list[dict], args, elapsed: float, load: tuple, ceiling: dict
              f"vllm.entrypoints.openai.api_server --dtype float32|bfloat16 --max-num-seqs {args.batch}` with its "
              "default threading); `transformers serve <cached model dir> --continuous-batching --device cpu "
              "--dtype float32` (transformers' own server: paged attention, continuous batching). The kit's "
-             "servers run with `tradeoffs.threads.SERVE_ENV` (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=10000`), "
+             f"servers ran decode-only steps with the native step (`decode.c`): `/health` said `native` "
+             f"{_native_summary(results)}. They run with `tradeoffs.threads.SERVE_ENV` (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=10000`), "
              "transformers with `OMP_WAIT_POLICY=PASSIVE`, both with torch's default of one thread per core.", "",
              "### Start-up and single-stream decode", "",
              f"Single-stream decode: one client alone, `max_tokens={args.decode_tokens}`, (tokens - 1) / (time "
