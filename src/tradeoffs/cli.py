@@ -79,7 +79,7 @@ def doctor(load: bool = typer.Option(True, help="load both models and run them o
                                                      "overrides it)"))
         from .serve import native
 
-        try:  # optional: without it the server decodes with its PyTorch step, same answers, slower
+        try:  # optional: without it the server decodes with its PyTorch step, the same computation, slower
             results.append(_check("serving decode step", True, f"native, built with the C compiler ({native.build()})"))
         except native.NativeUnavailable as exc:
             results.append(_check("serving decode step", True, f"PyTorch: the native step is unavailable ({exc}); "

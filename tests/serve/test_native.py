@@ -154,3 +154,23 @@ def test_native_decoder_refuses_other_dtypes():
 def test_health_says_whether_decode_steps_run_natively(server):
     health = json.load(urllib.request.urlopen(f"{server.url}/health"))
     assert health["native"] is True
+
+
+@needs_compiler
+def test_the_bf16_kernels_agree(models_by_dtype):
+    """Where the CPU has AMX tiles, the native step uses them; its bf16 dot-product kernel (CPUs
+    without AMX) must give the same logits within the bfloat16 tolerance."""
+    chat = models_by_dtype["bfloat16"]
+    engine = BatchEngine.from_chat_model(chat, max_batch_size=4)
+    if engine.native is None or not engine.native.amx:
+        pytest.skip("this CPU has no AMX tiles: the dot-product kernel is the one the other tests run")
+    reqs = [GenRequest(_ids(chat, p), SamplingParams(max_tokens=8, temperature=0)) for p in ("hi", PROMPT, "hey")]
+    engine.admit(reqs)
+    while any(r.prefilling for r in reqs):
+        engine.step()
+    args = ([r.output_ids[-1] for r in reqs], [r.cached for r in reqs], [0, 1, 2], engine._keys, engine._values)
+    tiles = engine.native(*args)
+    engine.native._model.amx = 0
+    dots = engine.native(*args)
+    span = float(tiles.max() - tiles.min())
+    assert float((tiles - dots).abs().max()) <= 0.04 * span

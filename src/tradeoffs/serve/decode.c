@@ -17,9 +17,10 @@
  * materialises a tensor in that dtype (round_to), and every sum is accumulated in float32, so the
  * results match the PyTorch path to within the summation-order differences of batch non-invariance.
  *
- * Built by tradeoffs/serve/native.py with the system's C compiler (cc -O3 -march=native -fopenmp);
- * with AVX512-BF16 the bfloat16 dot products use the CPU's bf16 instructions, elsewhere portable C
- * loops that the compiler vectorises.
+ * Built by tradeoffs/serve/native.py with the system's C compiler (cc -O3 -march=native -fopenmp).
+ * bfloat16 products use the CPU's matrix tiles (AMX) where it has them and the OS grants them, else
+ * its bf16 dot-product instructions (AVX512-BF16); float32 uses AVX-512 fused multiply-adds; any other
+ * CPU runs portable C loops that the compiler vectorises.
  */
 #include <math.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@
 typedef struct {
     int n_layers, hidden, heads, kv_heads, head_dim, inter, vocab, bf16;
     int blocked; /* 1: the five projections' weights are in the blocked layout (see blocked_rows) */
+    int amx;     /* 1: blocked products run on AMX tiles (at most 16 sequences) */
     const void *embed;                       /* (vocab, hidden) */
     const void *const *ln1, *const *ln2;     /* per layer: (hidden) */
     const float *eps1, *eps2;                /* per layer */
@@ -115,8 +117,76 @@ static void blocked_rows(const void *W, const void *bias, int K, int M, const ui
         }
     }
 }
+
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__)
+#include <sys/syscall.h>
+#include <unistd.h>
+/* AMX: with the same blocked layout, 16 column pairs of a block are exactly a B tile (16 rows of 64
+ * bytes, contiguous), and up to 16 sequences' 32 columns an A tile: one tile instruction does what 16
+ * dot-product instructions per sequence do above. The OS must grant the tile state once per process. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} TileConfig;
+
+static int amx_granted = -1; /* -1: not asked yet */
+
+int amx_available(void) {
+    if (amx_granted < 0) /* ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA */
+        amx_granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    return amx_granted;
+}
+
+static void amx_rows(const void *W, const void *bias, int K, int M, const uint16_t *xb, float *Y, int ldy,
+                     int n0, int n1) {
+    float out[16 * 16];
+    for (int n = n0; n < n1; n += 16) {
+        const uint16_t *blk = (const uint16_t *)W + (size_t)n * K;
+        _tile_zero(0);
+        for (int k = 0; k < K; k += 32) {
+            _tile_loadd(1, xb + k, K * 2);
+            _tile_loadd(2, blk + (size_t)k * 16, 64);
+            _tile_dpbf16ps(0, 1, 2);
+        }
+        _tile_stored(0, out, 64);
+        __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                              _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)bias + n))), 16))
+                        : _mm512_setzero_ps();
+        for (int s = 0; s < M; s++) {
+            __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(_mm512_loadu_ps(out + 16 * s), b));
+            _mm512_storeu_ps(Y + (size_t)s * ldy + n, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                                          _mm512_cvtepu16_epi32((__m256i)r), 16)));
+        }
+    }
+}
+
+/* Configure this thread's tiles for M sequences (C: M x 16 floats, A: M x 32 bf16, B: 16 x 32 bf16),
+ * keeping whatever configuration the thread had (oneDNN's, say) to put back after. */
+static void amx_begin(int M, TileConfig *saved) {
+    TileConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    _tile_storeconfig(saved);
+    cfg.palette = 1;
+    cfg.rows[0] = cfg.rows[1] = (uint8_t)M;
+    cfg.colsb[0] = cfg.colsb[1] = 64;
+    cfg.rows[2] = 16;
+    cfg.colsb[2] = 64;
+    _tile_loadconfig(&cfg);
+}
+
+static void amx_end(const TileConfig *saved) {
+    if (saved->palette)
+        _tile_loadconfig(saved);
+    else
+        _tile_release();
+}
+#else
+int amx_available(void) { return 0; }
+#endif
 #else
 int blocked_layout(void) { return 0; }
+int amx_available(void) { return 0; }
 #endif
 
 /* Y[s * ldy + n] = round(W[n] . X[s] + bias[n]) for rows n in [n0, n1) and sequences s < M.
@@ -127,6 +197,12 @@ static void matrix_rows(const Model *m, const void *W, const void *bias, int K, 
     int n = n0;
 #if defined(__AVX512BF16__)
     if (m->blocked) {
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__)
+        if (m->amx && M <= 16) {
+            amx_rows(W, bias, K, M, xb, Y, ldy, n0, n1);
+            return;
+        }
+#endif
         blocked_rows(W, bias, K, M, xb, Y, ldy, n0, n1);
         return;
     }
@@ -324,6 +400,10 @@ int decode_step(const Model *m, int M, const int64_t *tokens, const int64_t *pos
             float *x = xs + (size_t)t * M * d, *in = ins + (size_t)t * M * d;
             uint16_t *in_b = ins_b + (size_t)t * M * d;
             float *rot = rots + (size_t)t * M * (H + KV) * hd, *scores = scores_all + (size_t)t * width;
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__)
+            TileConfig saved;
+            if (m->amx && M <= 16) amx_begin(M, &saved);
+#endif
             for (int s = 0; s < M; s++)
                 for (int i = 0; i < d; i++) x[s * d + i] = weight_at(m, m->embed, (size_t)tokens[s] * d + i);
             for (int L = 0; L < m->n_layers; L++) {
@@ -392,6 +472,9 @@ int decode_step(const Model *m, int M, const int64_t *tokens, const int64_t *pos
             /* final norm and the vocabulary projection, straight into the logits */
             for (int s = 0; s < M; s++) rms_norm(m, x + s * d, m->norm, m->norm_eps, in + s * d, in_b + s * d);
             product(m, m->lm_head, m->lm_bias, d, m->vocab, M, in, in_b, logits);
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__)
+            if (m->amx && M <= 16) amx_end(&saved);
+#endif
         }
     }
     free(A), free(B), free(attn), free(act), free(attn_b), free(act_b);

@@ -277,17 +277,16 @@ class BatchEngine:
         self.last_logits: torch.Tensor | None = None  # the latest step's logits (one row per emitted token)
         #: The native decode step, or None where it is off or unavailable (the PyTorch step runs).
         self.native: NativeDecoder | None = None
-        #: Most sequences a native step decodes. Measured on a 2-core Xeon (AVX512-BF16, AMX), native vs
-        #: PyTorch step: bfloat16 15.0 vs 35.0 ms alone, 22.8 vs 41.8 ms at 8 sequences, 34.1 vs 48.7 ms at
-        #: 16; float32 27.1 vs 41.4 ms alone, 72.9 vs 91.7 ms at 16. Past 16 bfloat16 sequences oneDNN's
-        #: AMX kernels, which the native step does not use, are expected to win: not measured, not used.
+        #: Most sequences a native step decodes. The native step was faster than the PyTorch step at every
+        #: batch size measured, 1 to 16 (``benchmarks/engine_step.py``, docs/benchmarks.md). Its AMX path
+        #: takes at most 16 sequences a step; past 16 bfloat16 sequences, PyTorch's (oneDNN's) kernels run.
         self.native_rows = min(16, self.max_batch_size) if self.dtype == torch.bfloat16 else self.max_batch_size
         if native:
             try:
                 self.native = self._checked_native()
             except NativeUnavailable as exc:
                 log.warning("the native decode step is unavailable (%s); the engine runs its PyTorch step, "
-                            "which gives the same answers, only slower", exc)
+                            "the same computation, only slower", exc)
 
     #: How far the native step's logits may be from the PyTorch step's, as a fraction of the logits'
     #: range, for the start-up check. float32 agrees to ~1e-6 of the range; in bfloat16 each layer rounds
@@ -300,6 +299,7 @@ class BatchEngine:
         """Build the native step and check it on one decode step against the PyTorch step."""
         native = NativeDecoder(self.net, self.context_length)
         probe = GenRequest(list(range(1, 10)), SamplingParams(max_tokens=8, temperature=0))
+        stats, recent = dict(self.stats), list(self._recent_prompts)  # the probe leaves no trace in them
         try:
             self.admit([probe])
             self.step()  # the prompt, by the PyTorch step
@@ -309,6 +309,9 @@ class BatchEngine:
             got = native([probe.output_ids[-2]], [probe.cached], [0], self._keys, self._values)[0]
         finally:
             self.cancel_all()
+            self.stats, self.last_logits = stats, None
+            self._recent_prompts.clear()
+            self._recent_prompts.extend(recent)
         span = float(want.max() - want.min())
         diff = float((got - want).abs().max())
         if not diff <= self.NATIVE_TOLERANCE * span:

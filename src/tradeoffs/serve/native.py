@@ -11,8 +11,8 @@ It is built once per machine, at server start-up: ``cc -O3 -march=native -fopenm
 cache (``~/.cache/tradeoffs/native/<hash>/``; the hash covers the source, the flags, the compiler and
 the CPU's feature flags, so a cache shared by two kinds of machine keeps one build per kind). Where
 there is no C compiler, no OpenMP, or the build fails, :func:`build` raises :class:`NativeUnavailable`
-with the reason, and the engine logs it and runs the PyTorch path, which gives the same answers
-(within batch non-invariance), only slower. ``tradeoffs serve --no-native`` chooses the PyTorch path.
+with the reason, and the engine logs it and runs the PyTorch path: the same computation, only slower
+(in bfloat16 the two differ in the last bits, so a near-tie between two tokens can go either way). ``tradeoffs serve --no-native`` chooses the PyTorch path.
 
 The library links the same OpenMP runtime as torch (``libgomp.so.1``, already loaded by torch), so
 the two share one pool of threads.
@@ -104,7 +104,7 @@ class _Model(ctypes.Structure):
     """``Model`` in decode.c: the shapes and where every weight lives."""
 
     _fields_ = [(name, ctypes.c_int) for name in
-                ("n_layers", "hidden", "heads", "kv_heads", "head_dim", "inter", "vocab", "bf16", "blocked")] + [
+                ("n_layers", "hidden", "heads", "kv_heads", "head_dim", "inter", "vocab", "bf16", "blocked", "amx")] + [
         ("embed", _P), ("ln1", ctypes.POINTER(_P)), ("ln2", ctypes.POINTER(_P)),
         ("eps1", ctypes.POINTER(ctypes.c_float)), ("eps2", ctypes.POINTER(ctypes.c_float)),
         ("w_qkv", ctypes.POINTER(_P)), ("b_qkv", ctypes.POINTER(_P)), ("w_o", ctypes.POINTER(_P)),
@@ -178,6 +178,8 @@ class NativeDecoder:
         mats = [w for L in layers for w in (L.w_qkv, L.w_o, L.w_gu, L.w_down)] + [net.lm_head]
         self.blocked = bool(dtype == torch.bfloat16 and self._lib.blocked_layout()
                             and all(w.shape[0] % 16 == 0 and w.shape[1] % 2 == 0 for w in mats))
+        # and on AMX tiles where the CPU has them and the OS grants them (up to 16 sequences a step)
+        self.amx = bool(self.blocked and self._lib.amx_available() and all(w.shape[1] % 32 == 0 for w in mats))
         lay = _blocked if self.blocked else (lambda w: w)
         with torch.inference_mode():
             proj = [(lay(L.w_qkv), lay(L.w_o), lay(L.w_gu), lay(L.w_down)) for L in layers]
@@ -207,7 +209,7 @@ class NativeDecoder:
         self._keep += [eps1, eps2]
         self._model = _Model(
             len(layers), net.embed.shape[1], net.heads, net.kv_heads, net.head_dim, layers[0].w_down.shape[1],
-            self.vocab, _DTYPES[dtype], int(self.blocked), _ptr(net.embed), array([L.ln1 for L in layers]),
+            self.vocab, _DTYPES[dtype], int(self.blocked), int(self.amx), _ptr(net.embed), array([L.ln1 for L in layers]),
             array([L.ln2 for L in layers]), eps1, eps2, array([p[0] for p in proj]),
             array([L.b_qkv for L in layers]), array([p[1] for p in proj]), array([L.b_o for L in layers]),
             array([p[2] for p in proj]), array([L.b_gu for L in layers]), array([p[3] for p in proj]),
