@@ -80,6 +80,17 @@ static inline float weight_at(const Model *m, const void *w, size_t i) {
  * memory order. This is oneDNN's and AMX's "VNNI" layout, 16 rows wide. */
 int blocked_layout(void) { return 1; }
 
+/* 16 bfloat16 values (a bias) as floats. */
+static inline __m512 load_bf16x16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+/* y[0:16] = v rounded to bfloat16 (nearest even), stored as floats. */
+static inline void store_rounded_bf16x16(float *y, __m512 v) {
+    __m256bh r = _mm512_cvtneps_pbh(v);
+    _mm512_storeu_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)r), 16)));
+}
+
 static inline __attribute__((always_inline)) void block_product(const uint16_t *blk, __m512 bias, int K, int ms,
                                                                 const uint32_t *x, float *Y, int ldy) {
     __m512 acc[16];
@@ -90,20 +101,14 @@ static inline __attribute__((always_inline)) void block_product(const uint16_t *
         for (int s = 0; s < ms; s++)
             acc[s] = _mm512_dpbf16_ps(acc[s], w, (__m512bh)_mm512_set1_epi32((int)x[(size_t)s * (K / 2) + kp]));
     }
-    for (int s = 0; s < ms; s++) { /* + bias, rounded to bfloat16 (nearest even), stored as floats */
-        __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(acc[s], bias));
-        _mm512_storeu_ps(Y + (size_t)s * ldy, _mm512_castsi512_ps(_mm512_slli_epi32(
-                                                  _mm512_cvtepu16_epi32((__m256i)r), 16)));
-    }
+    for (int s = 0; s < ms; s++) store_rounded_bf16x16(Y + (size_t)s * ldy, _mm512_add_ps(acc[s], bias));
 }
 
 static void blocked_rows(const void *W, const void *bias, int K, int M, const uint16_t *xb, float *Y, int ldy,
                          int n0, int n1) {
     for (int n = n0; n < n1; n += 16) {
         const uint16_t *blk = (const uint16_t *)W + (size_t)n * K;
-        __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                              _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)bias + n))), 16))
-                        : _mm512_setzero_ps();
+        __m512 b = bias ? load_bf16x16((const uint16_t *)bias + n) : _mm512_setzero_ps();
         for (int s0 = 0; s0 < M; s0 += 16) {
             const uint32_t *x = (const uint32_t *)(xb + (size_t)s0 * K);
             float *y = Y + (size_t)s0 * ldy + n;
@@ -150,14 +155,9 @@ static void amx_rows(const void *W, const void *bias, int K, int M, const uint16
             _tile_dpbf16ps(0, 1, 2);
         }
         _tile_stored(0, out, 64);
-        __m512 b = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                              _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)bias + n))), 16))
-                        : _mm512_setzero_ps();
-        for (int s = 0; s < M; s++) {
-            __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(_mm512_loadu_ps(out + 16 * s), b));
-            _mm512_storeu_ps(Y + (size_t)s * ldy + n, _mm512_castsi512_ps(_mm512_slli_epi32(
-                                                          _mm512_cvtepu16_epi32((__m256i)r), 16)));
-        }
+        __m512 b = bias ? load_bf16x16((const uint16_t *)bias + n) : _mm512_setzero_ps();
+        for (int s = 0; s < M; s++)
+            store_rounded_bf16x16(Y + (size_t)s * ldy + n, _mm512_add_ps(_mm512_loadu_ps(out + 16 * s), b));
     }
 }
 

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 
 from .. import files, models
+from .llama import _signed_sin
 
 __all__ = ["NativeUnavailable", "NativeDecoder", "build", "SOURCE"]
 
@@ -140,7 +141,8 @@ class NativeDecoder:
     Parameters
     ----------
     net : PackedLlama
-        Its (fused, not prepacked) weights are read in place: nothing is copied.
+        Its fused (not prepacked) weights are read in place, except in bfloat16 on a CPU with bf16
+        dot products, where the five projections are copied once into decode.c's blocked layout.
     context_length : int
         Positions to prepare rotary tables for.
     library : path, optional
@@ -191,13 +193,10 @@ class NativeDecoder:
             # Rotary tables for every position, in the model's dtype as the PyTorch path rounds them.
             pos = torch.arange(int(context_length))[None]
             cos, sin = (t[0] for t in net.rotary(net.embed[:1], pos))
-            half = sin.shape[-1] // 2
-            sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
-            self._cos, self._sin = cos.float().contiguous(), sin.float().contiguous()
+            self._cos, self._sin = cos.float().contiguous(), _signed_sin(sin).float().contiguous()
         self._keep = [self._cos, self._sin, proj, head]  # keep every array the structure points into alive
         self.vocab = int(net.lm_head.shape[0])
         self.context_length = int(context_length)
-        self.dtype = dtype
 
         def array(ts):
             arr = _pointers(ts)
@@ -216,7 +215,8 @@ class NativeDecoder:
             array([L.b_down for L in layers]), _ptr(net.norm), float(net.norm_eps), _ptr(head),
             _ptr(net.lm_bias), ctypes.cast(self._cos.data_ptr(), ctypes.POINTER(ctypes.c_float)),
             ctypes.cast(self._sin.data_ptr(), ctypes.POINTER(ctypes.c_float)))
-        self._caches: tuple = ()
+        self._cache_ptrs: tuple = ()  # data pointers of the engine's caches the arrays below were made for
+        self._keys = self._values = None
 
     def __call__(self, tokens: Sequence[int], positions: Sequence[int], slots: Sequence[int],
                  keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -231,12 +231,12 @@ class NativeDecoder:
         if max(positions) >= min(capacity, self.context_length):
             raise ValueError(f"position {max(positions)} is past the cache ({capacity} columns)")
         where = tuple(t.data_ptr() for t in (*keys, *values))
-        if self._caches[:1] != (where,):  # the engine reallocated its caches (grown or freed)
-            self._caches = (where, _pointers(keys), _pointers(values))
+        if where != self._cache_ptrs:  # the engine reallocated its caches (grown or freed)
+            self._cache_ptrs, self._keys, self._values = where, _pointers(keys), _pointers(values)
         index = torch.tensor([list(tokens), list(positions), list(slots)], dtype=torch.int64)
         logits = torch.empty((len(tokens), self.vocab), dtype=torch.float32)
         failed = self._lib.decode_step(ctypes.byref(self._model), len(tokens), index[0].data_ptr(),
-                                       index[1].data_ptr(), index[2].data_ptr(), self._caches[1], self._caches[2],
+                                       index[1].data_ptr(), index[2].data_ptr(), self._keys, self._values,
                                        capacity, torch.get_num_threads(), logits.data_ptr())
         if failed:
             raise MemoryError("the native decode step could not allocate its buffers")
