@@ -1,13 +1,17 @@
-"""The serving engine's decode step in process: the native step (decode.c) against the PyTorch step.
+"""The serving engine's step in process: the native step (decode.c) against the PyTorch step.
 
 For each dtype the server runs (float32, and bfloat16 where the CPU computes it natively), builds
-two engines over the same model, one with the native step and one without, and times decode-only
-steps (every sequence decodes one token, after its prompt is in the cache) at 1, 2, 4, 8 and 16
-sequences: the median of the steps of 24-token completions. Batch 1 is also set against the
-memory-bandwidth ceiling (``tradeoffs.measure.decode_ceiling``). No HTTP, no scheduler: what the
-engine itself costs per step; ``serving.py`` measures the servers.
+two engines over the same model, one with the native step and one without, and times
 
-Run it on an otherwise idle machine (about 2 minutes on 2 cores)::
+* decode-only steps (every sequence decodes one token, after its prompt is in the cache) at 1, 2,
+  4, 8 and 16 sequences: the median of the steps of 24-token completions. Batch 1 is also set
+  against the memory-bandwidth ceiling (``tradeoffs.measure.decode_ceiling``);
+* prompt steps of 8 to 256 tokens (one prompt, nothing cached): the fastest of 3. Where the PyTorch
+  step wins is where the engine's ``NATIVE_ROWS`` should stop.
+
+No HTTP, no scheduler: what the engine itself costs per step; ``serving.py`` measures the servers.
+
+Run it on an otherwise idle machine (about a minute on 2 cores)::
 
     python benchmarks/engine_step.py
 """
@@ -24,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, settle, table, update_section  # noqa: E402
 
 BATCHES = (1, 2, 4, 8, 16)
+PROMPT_TOKENS = (8, 16, 32, 64, 96, 128, 192, 256)
 PROMPTS = [f"Ticket {i}: my parcel has not arrived and the tracking page shows no update. What now?" for i in range(16)]
 
 
@@ -48,7 +53,22 @@ def step_ms(engine, chat, batch: int, tokens: int = 24) -> float:
     return 1e3 * times[len(times) // 2]
 
 
-def measure(dtype_name: str) -> list[dict]:
+def prompt_ms(engine, tokens: int, repeats: int = 3) -> float:
+    """Fastest milliseconds of a step that prefills one ``tokens``-token prompt, nothing cached."""
+    from tradeoffs.serve.engine import GenRequest, SamplingParams
+
+    times = []
+    for _ in range(repeats):
+        r = GenRequest([100 + i for i in range(tokens)], SamplingParams(max_tokens=1, temperature=0))
+        engine.admit([r])
+        start = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - start)
+        engine.release([r])
+    return 1e3 * min(times)
+
+
+def measure(dtype_name: str) -> tuple[list[dict], list[dict]]:
     import torch
 
     from tradeoffs import measure as mt
@@ -59,8 +79,9 @@ def measure(dtype_name: str) -> list[dict]:
     native = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES))
     if native.native is None:
         raise SystemExit("the native step is unavailable here (see the warning above): nothing to compare")
-    native.native_rows = max(BATCHES)  # time it at every batch size, whatever the engine's default
-    plain = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES), native=False)
+    native.native_rows = native.max_step_tokens  # time it at every size, whatever the engine's default
+    plain = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES), native=False, prefix_cache=False)
+    native.prefix_cache = False
     for engine in (native, plain):  # warm-up
         step_ms(engine, chat, 2, tokens=4)
     rows = []
@@ -72,7 +93,18 @@ def measure(dtype_name: str) -> list[dict]:
     rows[0]["native: fraction of the bandwidth ceiling"] = (
         f"{ceiling['fraction']:.2f} ({ceiling['ceiling_tokens_per_s']:.1f} tok/s at "
         f"{ceiling['bandwidth'] / 1e9:.1f} GB/s)")
-    return rows
+    prompts = []
+    for n in PROMPT_TOKENS:
+        a, b = prompt_ms(native, n), prompt_ms(plain, n)
+        prompts.append({"dtype": dtype_name, "prompt tokens": n, "native step (ms)": a, "PyTorch step (ms)": b,
+                        "PyTorch / native": b / a})
+    return rows, prompts
+
+
+def native_rows() -> dict[str, int]:
+    from tradeoffs.serve.engine import NATIVE_ROWS
+
+    return {str(k).replace("torch.", ""): v for k, v in NATIVE_ROWS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     load = settle()
     started = time.perf_counter()
     dtypes = ["float32"] + (["bfloat16"] if resolve_dtype("auto", "cpu") == "bfloat16" else [])
-    rows = [row for d in dtypes for row in measure(d)]
+    measured = [measure(d) for d in dtypes]
+    rows = [row for decode, _ in measured for row in decode]
+    prompts = [row for _, prompt in measured for row in prompt]
     body = "\n".join([
         "## Engine step: native vs PyTorch",
         "",
@@ -101,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         "(measured copy bandwidth on a buffer the size of the weights / weight bytes per token).",
         "",
         table(rows, floatfmt="{:,.2f}"),
+        "",
+        "Prompt steps (one prompt of that many tokens, nothing cached; the fastest of 3). The engine runs a step "
+        f"natively up to `NATIVE_ROWS` tokens ({', '.join(f'{k}: {v}' for k, v in native_rows().items())}), "
+        "the PyTorch step above.",
+        "",
+        table(prompts, floatfmt="{:,.2f}"),
     ])
     if args.no_write:
         print(body)

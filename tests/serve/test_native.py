@@ -35,11 +35,11 @@ def _ids(chat, prompt: str = PROMPT) -> list[int]:
 
 
 def _decode_logits(engine: BatchEngine, chat, steps: int = 6) -> tuple[list, list[int]]:
-    """Logits of each decode step of one greedy request, and its tokens."""
+    """Logits of the prompt step and of each decode step of one greedy request, and its tokens."""
     r = GenRequest(_ids(chat), SamplingParams(max_tokens=steps + 1, temperature=0))
     engine.admit([r])
     engine.step()  # the prompt
-    logits = []
+    logits = [engine.last_logits[0].clone()]
     while engine.running:
         _, done = engine.step()
         logits.append(engine.last_logits[0].clone())
@@ -60,13 +60,41 @@ def test_native_logits_equal_the_pytorch_steps(models_by_dtype, dtype, tolerance
     want, want_ids = _decode_logits(slow, chat)
     compared = 0
     for i, (g, w) in enumerate(zip(got, want)):
-        assert float((g - w).abs().max()) <= tolerance * float(w.max() - w.min()), f"decode step {i}"
+        assert float((g - w).abs().max()) <= tolerance * float(w.max() - w.min()), f"step {i} (0: the prompt)"
         compared += 1
-        if got_ids[i + 1] != want_ids[i + 1]:
+        if got_ids[i] != want_ids[i]:
             break  # a near-tie went the other way: later steps see other tokens
-    assert compared >= 3
+    assert compared >= 4
     if dtype == "float32":
         assert got_ids == want_ids
+
+
+@needs_compiler
+def test_prompt_chunks_beside_decoding_requests_run_natively(models_by_dtype):
+    """Steps that mix decode rows with prompt chunks (a prompt split over several steps, starting
+    past position 0) run natively and give the PyTorch step's tokens in float32."""
+    chat = models_by_dtype["float32"]
+    prompts = [PROMPT, "Where is my refund? I sent the parcel back two weeks ago.", "hi"]
+    outputs = {}
+    for use_native in (True, False):
+        engine = BatchEngine.from_chat_model(chat, max_batch_size=3, max_step_tokens=12, native=use_native,
+                                             prefix_cache=False)
+        rows = []
+        if use_native:
+            real = engine.native
+            engine.native = lambda *args: rows.append((len(args[0]), len(set(args[2])))) or real(*args)
+        reqs = [GenRequest(_ids(chat, p), SamplingParams(max_tokens=6, temperature=0)) for p in prompts]
+        engine.admit(reqs[:1])
+        engine.step()
+        engine.admit(reqs[1:])  # admitted while the first is still prefilling
+        while engine.running:
+            _, done = engine.step()
+            engine.release(done)
+        outputs[use_native] = [r.output_ids for r in reqs]
+        if use_native:
+            assert any(n > slots > 1 for n, slots in rows), "no step mixed sequences with a prompt chunk"
+            assert max(n for n, _ in rows) == 12, "a full step of max_step_tokens should have run natively"
+    assert outputs[True] == outputs[False]
 
 
 @needs_compiler
@@ -84,7 +112,7 @@ def test_batches_above_native_rows_run_the_pytorch_step(models_by_dtype):
         three_decoding += len(engine.running) == 3 and not any(r.prefilling for r in engine.running)
         _, done = engine.step()
         engine.release(done)
-    assert three_decoding >= 1 and max(calls, default=0) <= 2, "more sequences than native_rows ran natively"
+    assert three_decoding >= 1 and max(calls, default=0) <= 2, "a step of more rows than native_rows ran natively"
     calls.clear()
     engine.admit([GenRequest(_ids(chat, "hi"), SamplingParams(max_tokens=4, temperature=0))])
     while engine.running:
@@ -162,6 +190,7 @@ def test_the_bf16_kernels_agree(models_by_dtype):
     without AMX) must give the same logits within the bfloat16 tolerance."""
     chat = models_by_dtype["bfloat16"]
     engine = BatchEngine.from_chat_model(chat, max_batch_size=4)
+    engine._ensure_capacity(64)
     if engine.native is None or not engine.native.amx:
         pytest.skip("this CPU has no AMX tiles: the dot-product kernel is the one the other tests run")
     reqs = [GenRequest(_ids(chat, p), SamplingParams(max_tokens=8, temperature=0)) for p in ("hi", PROMPT, "hey")]
@@ -169,8 +198,11 @@ def test_the_bf16_kernels_agree(models_by_dtype):
     while any(r.prefilling for r in reqs):
         engine.step()
     args = ([r.output_ids[-1] for r in reqs], [r.cached for r in reqs], [0, 1, 2], engine._keys, engine._values)
-    tiles = engine.native(*args)
+    # and a 41-row prompt step in slot 3: whole 16-row tiles, two at a time, the last one padded
+    prompt = (_ids(chat, PROMPT + " " + PROMPT) * 2)[:41]
+    chunk = (prompt, range(41), [3] * 41, engine._keys, engine._values, [40])
+    tiles, tiles_prompt = engine.native(*args), engine.native(*chunk)
     engine.native._model.amx = 0
-    dots = engine.native(*args)
-    span = float(tiles.max() - tiles.min())
-    assert float((tiles - dots).abs().max()) <= 0.04 * span
+    dots, dots_prompt = engine.native(*args), engine.native(*chunk)
+    for t, d in ((tiles, dots), (tiles_prompt, dots_prompt)):
+        assert float((t - d).abs().max()) <= 0.04 * float(t.max() - t.min())

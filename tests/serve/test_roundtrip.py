@@ -16,7 +16,10 @@ from tradeoffs.serve import LocalServer
 
 pytestmark = pytest.mark.models
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# Its greedy answer is the same in float32 (the reference below) and in bfloat16 (the server's dtype on a
+# CPU with bf16), PyTorch and native steps alike; "What is the capital of France?" is a near-tie at the
+# first token (0.08 apart in float32), which bfloat16's rounding can tip either way.
+QUESTION = [{"role": "user", "content": "Which city is the capital of France?"}]
 
 
 def prompt_tokens(tokenizer, messages) -> int:

@@ -20,10 +20,10 @@ from tradeoffs.serve import LocalServer
 pytestmark = pytest.mark.models
 
 SLOTS = 8  # running requests; as many again wait in the queue
-# A reply that does not end by itself before max_tokens: nobody finishes within a short grace. (Counting
-# to 1000 ran to max_tokens alone and in every batch mix tried, native and PyTorch steps alike; "write
-# 'hello' 2000 times" stopped after 105 tokens in some mixes, which the native step reaches in ~3 s.)
-BODY = {"model": CHAT, "max_tokens": 1000,
+# A reply that does not end by itself before max_tokens: nobody finishes within a short grace. Greedy:
+# a sampled reply can end after 20 tokens; greedy counting ran to max_tokens alone and in every batch mix
+# tried ("write 'hello' 2000 times" stopped after 105 tokens in some, which the native step reaches in ~3 s).
+BODY = {"model": CHAT, "max_tokens": 1000, "temperature": 0,
         "messages": [{"role": "user", "content": "List the numbers from 1 to 1000, separated by commas."}]}
 
 

@@ -1,21 +1,23 @@
-/* One decode step of a Llama-family model for M sequences, one new token each, in C.
+/* One forward step of a Llama-family model over M rows (tokens), in C: the engine's step whenever it
+ * has at most a hundred or so tokens, i.e. every decode step of a busy server (one row per decoding
+ * request) and the prompt chunks prefilled beside them (several rows of one sequence).
  *
  * This is the same computation as tradeoffs/serve/llama.py (read that first: it is the reference,
- * and it says why each step is there), for the case that dominates serving: every running request
- * decodes one token. At small batches such a step is bound by reading the weights, and the PyTorch
- * version spends about half of its time in per-operation overhead (30 layers x ~40 small ops) and in
- * matrix-vector kernels that are not tuned for one row. Here a step is one OpenMP parallel region:
+ * and it says why each step is there). At small batches a step is bound by reading the weights, and
+ * the PyTorch version spends much of its time in per-operation overhead (30 layers x ~40 small ops)
+ * and in matrix kernels that are not tuned for a few rows. Here a step is one OpenMP parallel region:
  *
- *   - each weight matrix is streamed once, with software prefetch, for all M sequences at once
- *     (matrix_rows below), its rows handed out to the threads in chunks as they come free;
- *   - the small per-token work (norms, rotary embedding, residual adds) is repeated by every
- *     thread on its own copy of the activations, so threads meet only at the end of each matrix
- *     product, of attention and of SwiGLU (6 times per layer);
- *   - attention is shared out by (sequence, head), SwiGLU by spans of elements.
+ *   - each weight matrix is streamed once for all M rows (matrix_rows below), its rows handed out to
+ *     the threads in chunks as they come free;
+ *   - the per-row work (norms, residual adds, rotary embedding, SwiGLU) is shared out by rows or
+ *     spans; threads meet at the end of each product and each such phase (9 times per layer);
+ *   - every row's key and value go into the cache before anyone attends, then attention is shared
+ *     out by (row, key/value group): each row sees its sequence's positions up to its own.
  *
  * Numbers: activations are rounded to the model's dtype at the points where the PyTorch version
  * materialises a tensor in that dtype (round_to), and every sum is accumulated in float32, so the
- * results match the PyTorch path to within the summation-order differences of batch non-invariance.
+ * results match the PyTorch path to within summation-order differences. Each row's sums run in the
+ * same order whatever else is in the step, so a request's tokens do not depend on its neighbours.
  *
  * Built by tradeoffs/serve/native.py with the system's C compiler (cc -O3 -march=native -fopenmp).
  * bfloat16 products use the CPU's matrix tiles (AMX) where it has them and the OS grants them, else
@@ -34,7 +36,7 @@
 typedef struct {
     int n_layers, hidden, heads, kv_heads, head_dim, inter, vocab, bf16;
     int blocked; /* 1: the five projections' weights are in the blocked layout (see blocked_rows) */
-    int amx;     /* 1: blocked products run on AMX tiles (at most 16 sequences) */
+    int amx;     /* 1: blocked products run on AMX tiles */
     const void *embed;                       /* (vocab, hidden) */
     const void *const *ln1, *const *ln2;     /* per layer: (hidden) */
     const float *eps1, *eps2;                /* per layer */
@@ -72,6 +74,13 @@ static inline float weight_at(const Model *m, const void *w, size_t i) {
 }
 
 /* ------------------------------------------------------------------ matrix x vectors */
+#if defined(__AVX512F__)
+/* 16 bfloat16 values as floats. */
+static inline __m512 load_bf16x16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+#endif
+
 #if defined(__AVX512BF16__)
 /* The blocked layout of a bfloat16 weight (N, K), N a multiple of 16 (native.py makes it): block b
  * holds rows 16b .. 16b+15 as (K/2, 16, 2), i.e. for each pair of columns the 16 rows' two values side
@@ -79,11 +88,6 @@ static inline float weight_at(const Model *m, const void *w, size_t i) {
  * (its column pair broadcast) accumulates all 16: no horizontal sums, and the blocks are read in
  * memory order. This is oneDNN's and AMX's "VNNI" layout, 16 rows wide. */
 int blocked_layout(void) { return 1; }
-
-/* 16 bfloat16 values (a bias) as floats. */
-static inline __m512 load_bf16x16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
 
 /* y[0:16] = v rounded to bfloat16 (nearest even), stored as floats. */
 static inline void store_rounded_bf16x16(float *y, __m512 v) {
@@ -143,35 +147,64 @@ int amx_available(void) {
     return amx_granted;
 }
 
+/* Two row tiles by two weight blocks at a time: four accumulators (C tiles 0-3) whose tile products
+ * do not wait on each other (one chain would wait out each product's latency), A tiles 4-5 (rows of
+ * xb), B tiles 6-7 (weight blocks). Past 16 rows the tiles are whole (16 rows): the caller pads xb. */
+static inline void amx_store(float *Y, int ldy, int rows, __m512 b, float *out) {
+    for (int s = 0; s < rows; s++)
+        store_rounded_bf16x16(Y + (size_t)s * ldy, _mm512_add_ps(_mm512_loadu_ps(out + 16 * s), b));
+}
+
 static void amx_rows(const void *W, const void *bias, int K, int M, const uint16_t *xb, float *Y, int ldy,
                      int n0, int n1) {
-    float out[16 * 16];
-    for (int n = n0; n < n1; n += 16) {
-        const uint16_t *blk = (const uint16_t *)W + (size_t)n * K;
-        _tile_zero(0);
-        for (int k = 0; k < K; k += 32) {
-            _tile_loadd(1, xb + k, K * 2);
-            _tile_loadd(2, blk + (size_t)k * 16, 64);
-            _tile_dpbf16ps(0, 1, 2);
+    float out[4][16 * 16];
+    for (int n = n0; n < n1; n += 32) {
+        const int two = n + 16 < n1; /* a second weight block */
+        const uint16_t *b0 = (const uint16_t *)W + (size_t)n * K, *b1 = b0 + (size_t)16 * K;
+        for (int s0 = 0; s0 < M; s0 += 32) {
+            const int lower = s0 + 16 < M; /* a second row tile */
+            const uint16_t *x0 = xb + (size_t)s0 * K, *x1 = x0 + (size_t)16 * K;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int k = 0; k < K; k += 32) {
+                _tile_loadd(4, x0 + k, K * 2);
+                _tile_loadd(6, b0 + (size_t)k * 16, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                if (two) {
+                    _tile_loadd(7, b1 + (size_t)k * 16, 64);
+                    _tile_dpbf16ps(1, 4, 7);
+                }
+                if (lower) {
+                    _tile_loadd(5, x1 + k, K * 2);
+                    _tile_dpbf16ps(2, 5, 6);
+                    if (two) _tile_dpbf16ps(3, 5, 7);
+                }
+            }
+            _tile_stored(0, out[0], 64);
+            _tile_stored(1, out[1], 64);
+            _tile_stored(2, out[2], 64);
+            _tile_stored(3, out[3], 64);
+            const int top = M - s0 < 16 ? M - s0 : 16, bottom = M - s0 - 16 < 16 ? M - s0 - 16 : 16;
+            for (int blk = 0; blk <= two; blk++) {
+                __m512 b = bias ? load_bf16x16((const uint16_t *)bias + n + 16 * blk) : _mm512_setzero_ps();
+                amx_store(Y + (size_t)s0 * ldy + n + 16 * blk, ldy, top, b, out[blk]);
+                if (lower) amx_store(Y + (size_t)(s0 + 16) * ldy + n + 16 * blk, ldy, bottom, b, out[2 + blk]);
+            }
         }
-        _tile_stored(0, out, 64);
-        __m512 b = bias ? load_bf16x16((const uint16_t *)bias + n) : _mm512_setzero_ps();
-        for (int s = 0; s < M; s++)
-            store_rounded_bf16x16(Y + (size_t)s * ldy + n, _mm512_add_ps(_mm512_loadu_ps(out + 16 * s), b));
     }
 }
 
-/* Configure this thread's tiles for M sequences (C: M x 16 floats, A: M x 32 bf16, B: 16 x 32 bf16),
+/* Configure this thread's tiles for M rows (C: M x 16 floats, A: M x 32 bf16, B: 16 x 32 bf16; M <= 16),
  * keeping whatever configuration the thread had (oneDNN's, say) to put back after. */
 static void amx_begin(int M, TileConfig *saved) {
     TileConfig cfg;
     memset(&cfg, 0, sizeof cfg);
     _tile_storeconfig(saved);
     cfg.palette = 1;
-    cfg.rows[0] = cfg.rows[1] = (uint8_t)M;
-    cfg.colsb[0] = cfg.colsb[1] = 64;
-    cfg.rows[2] = 16;
-    cfg.colsb[2] = 64;
+    for (int t = 0; t < 6; t++) cfg.rows[t] = (uint8_t)M, cfg.colsb[t] = 64; /* C 0-3, A 4-5 */
+    for (int t = 6; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;         /* B 6-7 */
     _tile_loadconfig(&cfg);
 }
 
@@ -198,7 +231,7 @@ static void matrix_rows(const Model *m, const void *W, const void *bias, int K, 
 #if defined(__AVX512BF16__)
     if (m->blocked) {
 #if defined(__AMX_BF16__) && defined(__AMX_TILE__)
-        if (m->amx && M <= 16) {
+        if (m->amx) {
             amx_rows(W, bias, K, M, xb, Y, ldy, n0, n1);
             return;
         }
@@ -257,7 +290,7 @@ static void matrix_rows(const Model *m, const void *W, const void *bias, int K, 
  * share). Every thread of the team must call it; it returns when all rows are done. */
 static void product(const Model *m, const void *W, const void *bias, int K, int N, int M, const float *xf,
                     const uint16_t *xb, float *Y) {
-    const int unit = m->blocked ? 16 : 4;
+    const int unit = m->blocked ? 32 : 4; /* blocked: pairs of 16-row blocks (an odd last block is fine) */
     int chunk = N / (8 * omp_get_num_threads()) / unit * unit;
     if (chunk < unit) chunk = unit;
     const int chunks = (N + chunk - 1) / chunk;
@@ -335,31 +368,140 @@ static void swiglu_span(const Model *m, const float *gate, const float *up, int 
     for (i = 0; i < n; i++) out_b[i] = float_to_bf16(out[i]);
 }
 
-/* q . cache[at : at + n] and out += p * cache[at : at + n], vectorised for each dtype. */
-static float dot_cache(const Model *m, const float *q, const void *cache, size_t at, int n) {
-    float acc = 0.0f;
-    if (m->bf16) {
-        const uint16_t *c = (const uint16_t *)cache + at;
-#pragma omp simd reduction(+ : acc)
-        for (int i = 0; i < n; i++) acc += q[i] * bf16_to_float(c[i]);
-    } else {
-        const float *c = (const float *)cache + at;
-#pragma omp simd reduction(+ : acc)
-        for (int i = 0; i < n; i++) acc += q[i] * c[i];
+/* ------------------------------------------------------------------ attention */
+/* The attention of one query head of one row over positions 0 .. n-1 of its cache slot (keys and
+ * values at base + j * hd): scores = q . k_j / sqrt(hd), softmax, sum of p_j v_j. As torch's CPU flash
+ * attention: float32 scores and sums, the exponentials rounded to the dtype before they meet the
+ * values, one division at the end. `scores` has room for n floats. */
+static void attend_portable(const Model *m, const float *q, const void *kc, const void *vc, size_t base, int n,
+                            float scale, float *scores, float *out) {
+    const int hd = m->head_dim;
+    float top = -INFINITY, total = 0.0f;
+    for (int j = 0; j < n; j++) {
+        float acc = 0.0f;
+        size_t at = base + (size_t)j * hd;
+        for (int i = 0; i < hd; i++) acc += q[i] * weight_at(m, kc, at + i);
+        scores[j] = acc * scale;
+        top = scores[j] > top ? scores[j] : top;
     }
-    return acc;
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int j = 0; j < n; j++) {
+        total += scores[j] = expf(scores[j] - top);
+        float p = round_to(m, scores[j]);
+        size_t at = base + (size_t)j * hd;
+        for (int i = 0; i < hd; i++) out[i] += p * weight_at(m, vc, at + i);
+    }
+    for (int i = 0; i < hd; i++) out[i] = round_to(m, out[i] / total);
 }
 
-static void add_scaled_cache(const Model *m, float p, const void *cache, size_t at, int n, float *out) {
-    if (m->bf16) {
-        const uint16_t *c = (const uint16_t *)cache + at;
-#pragma omp simd
-        for (int i = 0; i < n; i++) out[i] += p * bf16_to_float(c[i]);
-    } else {
-        const float *c = (const float *)cache + at;
-#pragma omp simd
-        for (int i = 0; i < n; i++) out[i] += p * c[i];
+#if defined(__AVX512F__)
+/* The 16 horizontal sums of v[0..15], as one vector (lane j = the sum of v[j]'s lanes): a tree of
+ * in-lane unpacks, then shuffles across the four 128-bit lanes, 15 adds in all instead of 16 reductions. */
+static inline __m512 sums16(__m512 v[16]) {
+    __m512 w[8], x[4], y[2];
+    for (int i = 0; i < 8; i++) /* per 128-bit lane: (a0+a2, b0+b2, a1+a3, b1+b3) */
+        w[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++) /* per 128-bit lane: (v0, v1, v2, v3) of this group of four, that lane's part */
+        x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 2; i++) /* 128-bit lanes: (x0 L0+L1, x0 L2+L3, x1 L0+L1, x1 L2+L3) */
+        y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* The same computation for the nh query heads of one key/value group (queries q + h * hd, scores
+ * scores + h * ld, outputs out + h * hd), 16 positions at a time, each key and value read once for all
+ * of them; head_dim is 16 * nv, a multiple of 32 up to 128. bfloat16 keys meet the query in bf16
+ * dot-product instructions (the query is already a bf16 value, so its products are exact); values
+ * are widened to float32 and summed with fused multiply-adds, in registers, up to four heads at once. */
+static inline __attribute__((always_inline)) void attend_group(const Model *m, const int nv, const float *q, int nh,
+                                                               const void *kc, const void *vc, size_t base, int n,
+                                                               float scale, float *scores, int ld, float *out) {
+    const int hd = 16 * nv;
+    for (int h = 0; h < nh; h++) {
+        const float *qh = q + (size_t)h * hd;
+        float *sh = scores + (size_t)h * ld;
+        __m512 qf[8], acc[16], top = _mm512_set1_ps(-INFINITY);
+        for (int c = 0; c < nv; c++) qf[c] = _mm512_loadu_ps(qh + 16 * c);
+#if defined(__AVX512BF16__)
+        __m512bh qb[4];
+        for (int c = 0; c < nv / 2; c++) qb[c] = _mm512_cvtne2ps_pbh(qf[2 * c + 1], qf[2 * c]);
+#endif
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            const int cnt = n - j0 < 16 ? n - j0 : 16;
+            for (int jj = 0; jj < 16; jj++) {
+                acc[jj] = _mm512_setzero_ps();
+                if (jj >= cnt) continue;
+                const size_t at = base + (size_t)(j0 + jj) * hd;
+                if (m->bf16) {
+#if defined(__AVX512BF16__)
+                    for (int c = 0; c < nv / 2; c++)
+                        acc[jj] = _mm512_dpbf16_ps(acc[jj], (__m512bh)_mm512_loadu_si512((const uint16_t *)kc + at + 32 * c), qb[c]);
+#else
+                    for (int c = 0; c < nv; c++) acc[jj] = _mm512_fmadd_ps(qf[c], load_bf16x16((const uint16_t *)kc + at + 16 * c), acc[jj]);
+#endif
+                } else {
+                    for (int c = 0; c < nv; c++)
+                        acc[jj] = _mm512_fmadd_ps(qf[c], _mm512_loadu_ps((const float *)kc + at + 16 * c), acc[jj]);
+                }
+            }
+            const __mmask16 live = (__mmask16)((1u << cnt) - 1u);
+            const __m512 sc = _mm512_mul_ps(sums16(acc), _mm512_set1_ps(scale));
+            _mm512_mask_storeu_ps(sh + j0, live, sc);
+            top = _mm512_mask_max_ps(top, live, top, sc);
+        }
+        const __m512 best = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+        __m512 total = _mm512_setzero_ps();
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            const __mmask16 live = (__mmask16)((1u << (n - j0 < 16 ? n - j0 : 16)) - 1u);
+            const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, sh + j0), best));
+            total = _mm512_add_ps(total, _mm512_maskz_mov_ps(live, e));
+            _mm512_mask_storeu_ps(sh + j0, live, round16(m, e));
+        }
+        out[(size_t)h * hd] = _mm512_reduce_add_ps(total); /* the sum, until the values are in */
     }
+    for (int h0 = 0; h0 < nh; h0 += 4) {
+        const int hc = nh - h0 < 4 ? nh - h0 : 4;
+        __m512 o[4][8];
+        for (int h = 0; h < 4; h++)
+            for (int c = 0; c < nv; c++) o[h][c] = _mm512_setzero_ps();
+        for (int j = 0; j < n; j++) {
+            __m512 v[8];
+            const size_t at = base + (size_t)j * hd;
+            for (int c = 0; c < nv; c++)
+                v[c] = m->bf16 ? load_bf16x16((const uint16_t *)vc + at + 16 * c) : _mm512_loadu_ps((const float *)vc + at + 16 * c);
+            for (int h = 0; h < 4; h++) {
+                if (h >= hc) break;
+                const __m512 p = _mm512_set1_ps(scores[(size_t)(h0 + h) * ld + j]);
+                for (int c = 0; c < nv; c++) o[h][c] = _mm512_fmadd_ps(p, v[c], o[h][c]);
+            }
+        }
+        for (int h = 0; h < hc; h++) {
+            float *oh = out + (size_t)(h0 + h) * hd;
+            const __m512 total = _mm512_set1_ps(oh[0]);
+            for (int c = 0; c < nv; c++) _mm512_storeu_ps(oh + 16 * c, round16(m, _mm512_div_ps(o[h][c], total)));
+        }
+    }
+}
+#endif
+
+/* Attention of the nh query heads q (nh x head_dim) of one key/value group over positions 0 .. n-1
+ * (keys and values at base + j * head_dim of kc and vc), into out (nh x head_dim); scores has room
+ * for nh x ld floats, ld >= n + 16. */
+static void attend(const Model *m, const float *q, int nh, const void *kc, const void *vc, size_t base, int n,
+                   float scale, float *scores, int ld, float *out) {
+#if defined(__AVX512F__)
+    switch (m->head_dim) { /* a constant width per case: the compiler keeps each head's sums in registers */
+    case 64: attend_group(m, 4, q, nh, kc, vc, base, n, scale, scores, ld, out); return;
+    case 128: attend_group(m, 8, q, nh, kc, vc, base, n, scale, scores, ld, out); return;
+    case 32: attend_group(m, 2, q, nh, kc, vc, base, n, scale, scores, ld, out); return;
+    case 96: attend_group(m, 6, q, nh, kc, vc, base, n, scale, scores, ld, out); return;
+    }
+#endif
+    for (int h = 0; h < nh; h++)
+        attend_portable(m, q + (size_t)h * m->head_dim, kc, vc, base, n, scale, scores, out + (size_t)h * m->head_dim);
 }
 
 static inline void cache_put(const Model *m, void *cache, size_t i, float v) {
@@ -370,114 +512,111 @@ static inline void cache_put(const Model *m, void *cache, size_t i, float v) {
 }
 
 /* ------------------------------------------------------------------ the step */
-/* Logits (M x vocab, float32) of the next token of M sequences. Sequence s feeds tokens[s] at position
- * positions[s] and keeps its keys/values in slot slots[s] of each layer's cache, a contiguous
- * (slots, kv_heads, capacity, head_dim) tensor (keys[layer], values[layer]); its earlier positions are
- * already there, this token's are written. Returns 0, or -1 when memory runs out. */
-int decode_step(const Model *m, int M, const int64_t *tokens, const int64_t *positions, const int64_t *slots,
-                void *const *keys, void *const *values, int capacity, int threads, float *logits) {
+/* One forward pass over M rows, as llama.py's PackedLlama.forward: row r feeds tokens[r] at
+ * positions[r] of the sequence in cache slot slots[r] (each layer's cache, keys[layer] and
+ * values[layer], is a contiguous (slots, kv_heads, capacity, head_dim) tensor). A decoding sequence
+ * is one row; a prompt chunk is several rows of one slot at consecutive positions. Every row's key and
+ * value are written to the cache first, then each row attends to positions 0 .. its own of its slot,
+ * so the cache must already hold that slot's earlier positions. Logits (n_keep x vocab, float32) are
+ * computed for rows keep[0 .. n_keep-1] only. Returns 0, or -1 when memory runs out. */
+int forward_step(const Model *m, int M, const int64_t *tokens, const int64_t *positions, const int64_t *slots,
+                 int n_keep, const int64_t *keep, void *const *keys, void *const *values, int capacity, int threads,
+                 float *logits) {
     const int d = m->hidden, H = m->heads, KV = m->kv_heads, hd = m->head_dim, I = m->inter;
     const int n_qkv = (H + 2 * KV) * hd, rep = H / KV, widest = n_qkv > 2 * I ? n_qkv : 2 * I;
-    const int longest = d > H * hd ? d : H * hd;
+    const int rows = M > 16 ? (M + 15) / 16 * 16 : M; /* AMX reads whole 16-row tiles past 16 rows */
     int width = 0;
-    for (int s = 0; s < M; s++) width = positions[s] + 1 > width ? (int)positions[s] + 1 : width;
-    /* Shared: the products' outputs in two buffers used in turn (A: q/k/v and gate/up, B: the output and
-     * down projections), so a product never overwrites what a slower thread may still be reading; the
-     * attention and SwiGLU outputs. Per thread: its residual stream, the next product's input, the
-     * rotated q and k, attention scores. */
+    for (int r = 0; r < M; r++) width = positions[r] + 1 > width ? (int)positions[r] + 1 : width;
+    /* Shared between the threads: the residual stream x, each product's input (in, and its bf16 bits),
+     * the products' outputs in two buffers used in turn (A: q/k/v and gate/up, B: the output and down
+     * projections), the attention and SwiGLU outputs. Per thread: a rotated query and its scores. */
+    float *x = malloc(sizeof(float) * M * d), *in = malloc(sizeof(float) * M * d);
     float *A = malloc(sizeof(float) * M * widest), *B = malloc(sizeof(float) * M * d);
-    float *attn = malloc(sizeof(float) * M * longest), *act = malloc(sizeof(float) * M * I);
-    uint16_t *attn_b = malloc(sizeof(uint16_t) * M * longest), *act_b = malloc(sizeof(uint16_t) * M * I);
-    float *xs = malloc(sizeof(float) * threads * M * d), *ins = malloc(sizeof(float) * threads * M * d);
-    uint16_t *ins_b = malloc(sizeof(uint16_t) * threads * M * d);
-    float *rots = malloc(sizeof(float) * threads * M * (H + KV) * hd), *scores_all = malloc(sizeof(float) * threads * width);
-    int failed = !(A && B && attn && act && attn_b && act_b && xs && ins && ins_b && rots && scores_all);
+    float *attn = malloc(sizeof(float) * rows * H * hd), *act = malloc(sizeof(float) * rows * I);
+    uint16_t *in_b = calloc((size_t)rows * d, sizeof(uint16_t)), *attn_b = calloc((size_t)rows * H * hd, sizeof(uint16_t));
+    uint16_t *act_b = calloc((size_t)rows * I, sizeof(uint16_t));
+    const int ld = width + 16; /* a head's scores */
+    float *qs = malloc(sizeof(float) * threads * rep * hd), *scores_all = malloc(sizeof(float) * threads * rep * ld);
+    int failed = !(x && in && A && B && attn && act && in_b && attn_b && act_b && qs && scores_all);
     const float scale = 1.0f / sqrtf((float)hd);
     if (!failed) {
 #pragma omp parallel num_threads(threads)
         {
             const int t = omp_get_thread_num();
-            float *x = xs + (size_t)t * M * d, *in = ins + (size_t)t * M * d;
-            uint16_t *in_b = ins_b + (size_t)t * M * d;
-            float *rot = rots + (size_t)t * M * (H + KV) * hd, *scores = scores_all + (size_t)t * width;
+            float *q = qs + (size_t)t * rep * hd, *scores = scores_all + (size_t)t * rep * ld;
 #if defined(__AMX_BF16__) && defined(__AMX_TILE__)
             TileConfig saved;
-            if (m->amx && M <= 16) amx_begin(M, &saved);
+            if (m->amx) amx_begin(M < 16 ? M : 16, &saved);
 #endif
-            for (int s = 0; s < M; s++)
-                for (int i = 0; i < d; i++) x[s * d + i] = weight_at(m, m->embed, (size_t)tokens[s] * d + i);
+#pragma omp for schedule(static)
+            for (int r = 0; r < M; r++) {
+                for (int i = 0; i < d; i++) x[(size_t)r * d + i] = weight_at(m, m->embed, (size_t)tokens[r] * d + i);
+                rms_norm(m, x + (size_t)r * d, m->ln1[0], m->eps1[0], in + (size_t)r * d, in_b + (size_t)r * d);
+            } /* implicit barrier */
             for (int L = 0; L < m->n_layers; L++) {
-                /* norm, fused q/k/v product */
-                for (int s = 0; s < M; s++) rms_norm(m, x + s * d, m->ln1[L], m->eps1[L], in + s * d, in_b + s * d);
                 product(m, m->w_qkv[L], m->b_qkv[L], d, n_qkv, M, in, in_b, A);
-                /* rotary embedding of q and k, by every thread */
-                for (int s = 0; s < M; s++) {
-                    const float *c = m->cos + positions[s] * hd, *sn = m->sin + positions[s] * hd;
-                    for (int h = 0; h < H + KV; h++)
-                        rotate(m, A + (size_t)s * n_qkv + h * hd, c, sn, rot + ((size_t)s * (H + KV) + h) * hd);
-                }
-                /* attention, one (sequence, head) per work item: earlier positions from the cache, this
-                 * token's key and value from the product; the first head of each group stores them */
-#pragma omp for schedule(dynamic, 1)
-                for (int item = 0; item < M * H; item++) {
-                    int s = item / H, h = item % H, g = h / rep, n = (int)positions[s] + 1;
-                    const float *q = rot + ((size_t)s * (H + KV) + h) * hd;
-                    const float *k = rot + ((size_t)s * (H + KV) + H + g) * hd;
-                    const float *v = A + (size_t)s * n_qkv + (H + KV + g) * hd;
-                    size_t base = ((size_t)slots[s] * KV + g) * capacity * hd;
-                    float top = -INFINITY, total = 0.0f, *out = attn + ((size_t)s * H + h) * hd;
-                    for (int j = 0; j < n - 1; j++) {
-                        scores[j] = dot_cache(m, q, keys[L], base + (size_t)j * hd, hd) * scale;
-                        top = scores[j] > top ? scores[j] : top;
-                    }
-                    float own = 0.0f;
-                    for (int i = 0; i < hd; i++) own += q[i] * k[i];
-                    scores[n - 1] = own * scale;
-                    top = scores[n - 1] > top ? scores[n - 1] : top;
-                    for (int j = 0; j < n; j++) total += scores[j] = expf(scores[j] - top);
-                    /* as torch's CPU flash attention: the exponentials meet the values in the dtype, and
-                     * the sum divides once at the end */
-                    for (int i = 0; i < hd; i++) out[i] = round_to(m, scores[n - 1]) * v[i];
-                    for (int j = 0; j < n - 1; j++)
-                        add_scaled_cache(m, round_to(m, scores[j]), values[L], base + (size_t)j * hd, hd, out);
+                /* every row's key (rotated) and value into the cache, before anyone attends */
+#pragma omp for schedule(static)
+                for (int item = 0; item < M * KV; item++) {
+                    int r = item / KV, g = item % KV;
+                    const float *c = m->cos + positions[r] * hd, *sn = m->sin + positions[r] * hd;
+                    size_t at = (((size_t)slots[r] * KV + g) * capacity + positions[r]) * hd;
+                    rotate(m, A + (size_t)r * n_qkv + (H + g) * hd, c, sn, q);
                     for (int i = 0; i < hd; i++) {
-                        out[i] = round_to(m, out[i] / total);
-                        attn_b[((size_t)s * H + h) * hd + i] = float_to_bf16(out[i]);
+                        cache_put(m, keys[L], at + i, q[i]);
+                        cache_put(m, values[L], at + i, A[(size_t)r * n_qkv + (H + KV + g) * hd + i]);
                     }
-                    if (h % rep == 0) /* nobody reads this column of the cache during this layer */
-                        for (int i = 0; i < hd; i++) {
-                            cache_put(m, keys[L], base + (size_t)(n - 1) * hd + i, k[i]);
-                            cache_put(m, values[L], base + (size_t)(n - 1) * hd + i, v[i]);
-                        }
                 } /* implicit barrier */
-                /* output projection, residual, norm, gate/up product */
+                /* attention, one (row, key/value group) per work item */
+#pragma omp for schedule(dynamic, 1)
+                for (int item = 0; item < M * KV; item++) {
+                    int r = item / KV, g = item % KV;
+                    const float *c = m->cos + positions[r] * hd, *sn = m->sin + positions[r] * hd;
+                    for (int h = 0; h < rep; h++) rotate(m, A + (size_t)r * n_qkv + (g * rep + h) * hd, c, sn, q + h * hd);
+                    float *out = attn + ((size_t)r * H + g * rep) * hd;
+                    attend(m, q, rep, keys[L], values[L], ((size_t)slots[r] * KV + g) * capacity * hd,
+                           (int)positions[r] + 1, scale, scores, ld, out);
+                    for (int i = 0; i < rep * hd; i++) attn_b[((size_t)r * H + g * rep) * hd + i] = float_to_bf16(out[i]);
+                } /* implicit barrier */
                 product(m, m->w_o[L], m->b_o[L], H * hd, d, M, attn, attn_b, B);
-                for (int s = 0; s < M; s++) {
-                    for (int i = 0; i < d; i++) x[s * d + i] = round_to(m, x[s * d + i] + B[(size_t)s * d + i]);
-                    rms_norm(m, x + s * d, m->ln2[L], m->eps2[L], in + s * d, in_b + s * d);
-                }
+#pragma omp for schedule(static)
+                for (int r = 0; r < M; r++) {
+                    for (int i = 0; i < d; i++) x[(size_t)r * d + i] = round_to(m, x[(size_t)r * d + i] + B[(size_t)r * d + i]);
+                    rms_norm(m, x + (size_t)r * d, m->ln2[L], m->eps2[L], in + (size_t)r * d, in_b + (size_t)r * d);
+                } /* implicit barrier */
                 product(m, m->w_gu[L], m->b_gu[L], d, 2 * I, M, in, in_b, A);
-                /* SwiGLU (shared out in spans), down product, residual */
+                /* SwiGLU, shared out in spans */
 #pragma omp for schedule(dynamic, 1)
                 for (int item = 0; item < M * 16; item++) {
-                    int s = item / 16, i0 = I * (item % 16) / 16, i1 = I * (item % 16 + 1) / 16;
-                    const float *gate = A + (size_t)s * 2 * I;
-                    swiglu_span(m, gate + i0, gate + I + i0, i1 - i0, act + (size_t)s * I + i0,
-                                act_b + (size_t)s * I + i0);
+                    int r = item / 16, i0 = I * (item % 16) / 16, i1 = I * (item % 16 + 1) / 16;
+                    const float *gate = A + (size_t)r * 2 * I;
+                    swiglu_span(m, gate + i0, gate + I + i0, i1 - i0, act + (size_t)r * I + i0,
+                                act_b + (size_t)r * I + i0);
                 } /* implicit barrier */
                 product(m, m->w_down[L], m->b_down[L], I, d, M, act, act_b, B);
-                for (int s = 0; s < M; s++)
-                    for (int i = 0; i < d; i++) x[s * d + i] = round_to(m, x[s * d + i] + B[(size_t)s * d + i]);
+                /* residual, then the next layer's norm (or, after the last, the final norm of the kept rows) */
+                if (L + 1 < m->n_layers) {
+#pragma omp for schedule(static)
+                    for (int r = 0; r < M; r++) {
+                        for (int i = 0; i < d; i++) x[(size_t)r * d + i] = round_to(m, x[(size_t)r * d + i] + B[(size_t)r * d + i]);
+                        rms_norm(m, x + (size_t)r * d, m->ln1[L + 1], m->eps1[L + 1], in + (size_t)r * d, in_b + (size_t)r * d);
+                    } /* implicit barrier */
+                } else {
+#pragma omp for schedule(static)
+                    for (int k = 0; k < n_keep; k++) {
+                        size_t r = (size_t)keep[k];
+                        for (int i = 0; i < d; i++) x[r * d + i] = round_to(m, x[r * d + i] + B[r * d + i]);
+                        rms_norm(m, x + r * d, m->norm, m->norm_eps, in + (size_t)k * d, in_b + (size_t)k * d);
+                    } /* implicit barrier */
+                }
             }
-            /* final norm and the vocabulary projection, straight into the logits */
-            for (int s = 0; s < M; s++) rms_norm(m, x + s * d, m->norm, m->norm_eps, in + s * d, in_b + s * d);
-            product(m, m->lm_head, m->lm_bias, d, m->vocab, M, in, in_b, logits);
+            if (n_keep > 0) product(m, m->lm_head, m->lm_bias, d, m->vocab, n_keep, in, in_b, logits);
 #if defined(__AMX_BF16__) && defined(__AMX_TILE__)
-            if (m->amx && M <= 16) amx_end(&saved);
+            if (m->amx) amx_end(&saved);
 #endif
         }
     }
-    free(A), free(B), free(attn), free(act), free(attn_b), free(act_b);
-    free(xs), free(ins), free(ins_b), free(rots), free(scores_all);
+    free(x), free(in), free(A), free(B), free(attn), free(act), free(in_b), free(attn_b), free(act_b);
+    free(qs), free(scores_all);
     return failed ? -1 : 0;
 }

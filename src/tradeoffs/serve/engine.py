@@ -26,14 +26,14 @@ System for Transformer-Based Generative Models", OSDI 2022,
 https://www.usenix.org/conference/osdi22/presentation/yu). Chunked prefill mixed with decode is the
 scheduling of Agrawal et al., "Sarathi-Serve", OSDI 2024, https://arxiv.org/abs/2403.02310.
 
-The native decode step
-----------------------
-When no prompt is being prefilled (every running request decodes one token: most steps of a busy
-server, and every step of a single stream after its first token), the step runs in C instead
-(:mod:`.native`, built from ``decode.c`` at start-up with the system's C compiler): the same
-computation, one parallel region per step. It is checked against this module's PyTorch step when
-the engine starts, and where it cannot be built the PyTorch step runs (:attr:`BatchEngine.native`
-is ``None`` then, and the log says why).
+The native step
+---------------
+Steps of up to :attr:`BatchEngine.native_rows` tokens (every decode step of a busy server, and
+prompt chunks beside them) run in C instead (:mod:`.native`, built from ``decode.c`` at start-up
+with the system's C compiler): the same computation, one parallel region per step. It is checked
+against this module's PyTorch step when the engine starts (a prompt step and a decode step), and
+where it cannot be built the PyTorch step runs (:attr:`BatchEngine.native` is ``None`` then, and
+the log says why). Longer prompt chunks run the PyTorch step, whose matrix kernels win there.
 
 Prefix cache
 ------------
@@ -49,9 +49,11 @@ Each request attends only to its own tokens, so nothing leaks between requests. 
 though, the matrix kernels pick other blockings and summation orders for 1 row than for 100, so
 logits differ in the last bits (about 1e-5), which flips a greedy choice only when the top two
 tokens are nearly tied. This is *batch non-invariance*; lab 4 measures it and the tests pin the
-tolerance. The native step is itself batch-invariant (each sequence's sums run in the same order
-whatever the batch), but a request's decode steps run in PyTorch while another prompt is being
-prefilled beside them, and the two steps' bfloat16 logits differ by 1-2% of their range.
+tolerance. The native step is itself batch-invariant (each row's sums run in the same order
+whatever the batch). In bfloat16 it and the PyTorch step differ by 1-2% of the logits' range, so
+there the engine keeps every step native (:attr:`BatchEngine.step_tokens`) and a request's tokens
+are the same alone and in any batch; in float32 a step longer than :attr:`BatchEngine.native_rows`
+runs in PyTorch, where the two agree to about 1e-6.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ from .native import NativeDecoder, NativeUnavailable
 from .sampling import SamplingParams, TextStream, sample_token
 
 __all__ = ["SamplingParams", "GenRequest", "BatchEngine", "TextStream", "sample_token", "estimate_cache_bytes"]
+
+#: Most rows a step runs natively, by dtype (see :attr:`BatchEngine.native_rows`).
+NATIVE_ROWS = {torch.bfloat16: 96, torch.float32: 24}
 
 log = logging.getLogger("tradeoffs.serve")
 
@@ -277,16 +282,22 @@ class BatchEngine:
         self.last_logits: torch.Tensor | None = None  # the latest step's logits (one row per emitted token)
         #: The native decode step, or None where it is off or unavailable (the PyTorch step runs).
         self.native: NativeDecoder | None = None
-        #: Most sequences a native step decodes. The native step was faster than the PyTorch step at every
-        #: batch size measured, 1 to 16 (``benchmarks/engine_step.py``, docs/benchmarks.md). Its AMX path
-        #: takes at most 16 sequences a step; past 16 bfloat16 sequences, PyTorch's (oneDNN's) kernels run.
-        self.native_rows = min(16, self.max_batch_size) if self.dtype == torch.bfloat16 else self.max_batch_size
+        #: Most rows (tokens) a step runs natively; larger steps (long prompt chunks) run the PyTorch step,
+        #: whose oneDNN kernels won past about 100 rows in bfloat16 and 24 in float32 on the reference
+        #: machine (``benchmarks/engine_step.py``, docs/benchmarks.md).
+        self.native_rows = min(self.max_step_tokens, NATIVE_ROWS.get(self.dtype, 0))
+        self.step_tokens = self.max_step_tokens  # see below
         if native:
             try:
                 self.native = self._checked_native()
             except NativeUnavailable as exc:
                 log.warning("the native decode step is unavailable (%s); the engine runs its PyTorch step, "
                             "the same computation, only slower", exc)
+        #: Most tokens one step takes. In bfloat16 the native and PyTorch steps differ by 1-2% of the
+        #: logits' range, so with the native step on, prompt chunks are cut to fit ``native_rows`` and
+        #: every step runs natively: a request's tokens then do not depend on what runs beside it.
+        if self.native is not None and self.dtype == torch.bfloat16:
+            self.step_tokens = max(self.native_rows, self.max_batch_size + 1)
 
     #: How far the native step's logits may be from the PyTorch step's, as a fraction of the logits'
     #: range, for the start-up check. float32 agrees to ~1e-6 of the range; in bfloat16 each layer rounds
@@ -296,28 +307,32 @@ class BatchEngine:
     NATIVE_TOLERANCE = 0.1
 
     def _checked_native(self) -> NativeDecoder:
-        """Build the native step and check it on one decode step against the PyTorch step."""
+        """Build the native step and check a prompt step and a decode step against the PyTorch step's."""
         native = NativeDecoder(self.net, self.context_length)
-        probe = GenRequest(list(range(1, 10)), SamplingParams(max_tokens=8, temperature=0))
+        prompt = list(range(1, 10))
+        probe = GenRequest(prompt, SamplingParams(max_tokens=8, temperature=0))
         stats, recent = dict(self.stats), list(self._recent_prompts)  # the probe leaves no trace in them
         try:
             self.admit([probe])
-            self.step()  # the prompt, by the PyTorch step
-            self.step()  # one decode step, PyTorch (self.native is still None)
-            want = self.last_logits[0].clone()
-            probe.cached -= 1  # the same decode step again, natively
-            got = native([probe.output_ids[-2]], [probe.cached], [0], self._keys, self._values)[0]
+            self.step()  # the prompt, by the PyTorch step (self.native is still None)
+            want = [self.last_logits[0].clone()]
+            self.step()  # one decode step
+            want.append(self.last_logits[0].clone())
+            # the same two steps natively (the prompt's keys and values are written again)
+            got = [native(prompt, range(len(prompt)), [0] * len(prompt), self._keys, self._values, [len(prompt) - 1])[0],
+                   native([probe.output_ids[0]], [len(prompt)], [0], self._keys, self._values)[0]]
         finally:
             self.cancel_all()
             self.stats, self.last_logits = stats, None
             self._recent_prompts.clear()
             self._recent_prompts.extend(recent)
-        span = float(want.max() - want.min())
-        diff = float((got - want).abs().max())
-        if not diff <= self.NATIVE_TOLERANCE * span:
-            raise NativeUnavailable(f"its logits differ from the PyTorch step's by {diff:.3g} "
-                                    f"(allowed {self.NATIVE_TOLERANCE * span:.3g})")
-        log.info("native decode step on (%s): logits within %.3g of the PyTorch step's", self.dtype, diff)
+        for what, g, w in zip(("prompt", "decode"), got, want):
+            span, diff = float(w.max() - w.min()), float((g - w).abs().max())
+            if not diff <= self.NATIVE_TOLERANCE * span:
+                raise NativeUnavailable(f"its logits differ from the PyTorch step's by {diff:.3g} on a {what} step "
+                                        f"(allowed {self.NATIVE_TOLERANCE * span:.3g})")
+        log.info("native step on (%s): logits within %.0f%% of the PyTorch step's range", self.dtype,
+                 100 * self.NATIVE_TOLERANCE)
         return native
 
     @property
@@ -476,7 +491,7 @@ class BatchEngine:
                 dec_pos.append(r.cached)
                 ids.append(r.output_ids[-1])
                 pos.append(r.cached)
-        budget = max(self.max_step_tokens - len(ids), 1)
+        budget = max(self.step_tokens - len(ids), 1)
         for slot, r in enumerate(self.running):
             if r.prefilling and budget > 0:
                 n = min(r.prompt_tokens - r.cached, budget)
@@ -485,13 +500,15 @@ class BatchEngine:
                 pos.extend(range(r.cached, r.cached + n))
                 budget -= n
         self._ensure_capacity(max(r.cached + 1 for r in self.running) + max((c[3] for c in chunks), default=0))
-        if self.native is not None and not chunks and len(dec_slots) <= self.native_rows:
-            logits = self.native(ids, pos, dec_slots, self._keys, self._values)
-            return self._finish_step(logits, dec_slots, [self.running[s] for s in dec_slots], chunks, len(ids))
+        # the packed positions whose logits we need: every decoding request's, and each prompt's last
+        keep = dec_tokens + [start + n - 1 for _, r, start, n in chunks if r.cached + n == r.prompt_tokens]
+        owners = [self.running[s] for s in dec_slots] + [r for _, r, _, n in chunks if r.cached + n == r.prompt_tokens]
+        if self.native is not None and len(ids) <= self.native_rows:
+            slots = dec_slots + [slot for slot, _, _, n in chunks for _ in range(n)]
+            logits = self.native(ids, pos, slots, self._keys, self._values, keep)
+            return self._finish_step(logits, dec_slots, owners, chunks, len(ids))
         plan = _StepPlan(self, len(ids))
         plan.batch = len(self.running)
-        keep: list[int] = []  # packed positions whose logits we need
-        owners: list[GenRequest] = []
         if dec_slots:
             plan.dec_slots = torch.tensor(dec_slots, device=self.device)
             plan.dec_pos = torch.tensor(dec_pos, device=self.device)
@@ -502,8 +519,6 @@ class BatchEngine:
             lengths[plan.dec_slots] = plan.dec_pos + 1
             lengths.clamp_(min=1)  # a slot that is not decoding sees column 0 only (its output is dropped)
             plan.dec_mask = (cols[None, :] < lengths[:, None])[:, None, None, :]
-            keep.extend(dec_tokens)
-            owners.extend(self.running[s] for s in dec_slots)
         for slot, r, start, n in chunks:
             c0 = r.cached
             mask = None
@@ -511,9 +526,6 @@ class BatchEngine:
                 rows = torch.arange(n, device=self.device)[:, None] + c0
                 mask = torch.arange(c0 + n, device=self.device)[None, :] <= rows
             plan.segments.append((slot, start, n, c0, mask))
-            if c0 + n == r.prompt_tokens:
-                keep.append(start + n - 1)
-                owners.append(r)
         as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long, device=self.device)  # noqa: E731
         logits = self.net(as_tensor(ids), as_tensor(pos), plan.attend, as_tensor(keep))
         return self._finish_step(logits, dec_slots, owners, chunks, len(ids))

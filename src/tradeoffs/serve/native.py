@@ -186,9 +186,9 @@ class NativeDecoder:
         with torch.inference_mode():
             proj = [(lay(L.w_qkv), lay(L.w_o), lay(L.w_gu), lay(L.w_down)) for L in layers]
             head = lay(net.lm_head)
-        self._lib.decode_step.restype = ctypes.c_int
-        self._lib.decode_step.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, _P, _P, _P, ctypes.POINTER(_P),
-                                          ctypes.POINTER(_P), ctypes.c_int, ctypes.c_int, _P]
+        self._lib.forward_step.restype = ctypes.c_int
+        self._lib.forward_step.argtypes = [ctypes.POINTER(_Model), ctypes.c_int, _P, _P, _P, ctypes.c_int, _P,
+                                           ctypes.POINTER(_P), ctypes.POINTER(_P), ctypes.c_int, ctypes.c_int, _P]
         with torch.inference_mode():
             # Rotary tables for every position, in the model's dtype as the PyTorch path rounds them.
             pos = torch.arange(int(context_length))[None]
@@ -219,14 +219,21 @@ class NativeDecoder:
         self._keys = self._values = None
 
     def __call__(self, tokens: Sequence[int], positions: Sequence[int], slots: Sequence[int],
-                 keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Next-token logits ``(len(tokens), vocab)``, float32; writes each token's keys and values.
+                 keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
+                 keep: Sequence[int] | None = None) -> torch.Tensor:
+        """Next-token logits ``(len(keep), vocab)``, float32; writes every row's keys and values.
 
-        ``keys[layer]`` and ``values[layer]`` are the engine's ``(slots, kv_heads, capacity, head_dim)``
-        caches, in the model's dtype; sequence ``i`` sits in slot ``slots[i]`` at ``positions[i]``.
+        Row ``i`` feeds ``tokens[i]`` at ``positions[i]`` of the sequence in slot ``slots[i]`` of
+        ``keys[layer]`` and ``values[layer]``, the engine's ``(slots, kv_heads, capacity, head_dim)``
+        caches in the model's dtype. A decoding sequence is one row; a prompt chunk is several rows of
+        one slot at consecutive positions, whose earlier positions are already in the cache. ``keep``
+        lists the rows whose logits are wanted (default: every row).
         """
         if not len(tokens) == len(positions) == len(slots) >= 1:
             raise ValueError("tokens, positions and slots must have the same, non-zero length")
+        keep = range(len(tokens)) if keep is None else keep
+        if keep and (min(keep) < 0 or max(keep) >= len(tokens)):
+            raise ValueError(f"keep lists rows by index, each below {len(tokens)}")
         capacity = keys[0].shape[2]
         if max(positions) >= min(capacity, self.context_length):
             raise ValueError(f"position {max(positions)} is past the cache ({capacity} columns)")
@@ -234,10 +241,12 @@ class NativeDecoder:
         if where != self._cache_ptrs:  # the engine reallocated its caches (grown or freed)
             self._cache_ptrs, self._keys, self._values = where, _pointers(keys), _pointers(values)
         index = torch.tensor([list(tokens), list(positions), list(slots)], dtype=torch.int64)
-        logits = torch.empty((len(tokens), self.vocab), dtype=torch.float32)
-        failed = self._lib.decode_step(ctypes.byref(self._model), len(tokens), index[0].data_ptr(),
-                                       index[1].data_ptr(), index[2].data_ptr(), self._keys, self._values,
-                                       capacity, torch.get_num_threads(), logits.data_ptr())
+        kept = torch.tensor(list(keep), dtype=torch.int64)
+        logits = torch.empty((len(kept), self.vocab), dtype=torch.float32)
+        failed = self._lib.forward_step(ctypes.byref(self._model), len(tokens), index[0].data_ptr(),
+                                        index[1].data_ptr(), index[2].data_ptr(), len(kept), kept.data_ptr(),
+                                        self._keys, self._values, capacity, torch.get_num_threads(),
+                                        logits.data_ptr())
         if failed:
-            raise MemoryError("the native decode step could not allocate its buffers")
+            raise MemoryError("the native step could not allocate its buffers")
         return logits
