@@ -79,7 +79,8 @@ def measure(dtype_name: str) -> tuple[list[dict], list[dict]]:
     native = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES))
     if native.native is None:
         raise SystemExit("the native step is unavailable here (see the warning above): nothing to compare")
-    native.native_rows = native.max_step_tokens  # time it at every size, whatever the engine's default
+    # time it at every size, whatever the engine's defaults (which cut bfloat16 prompt chunks to fit)
+    native.native_rows = native.step_tokens = native.max_step_tokens
     plain = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES), native=False, prefix_cache=False)
     native.prefix_cache = False
     for engine in (native, plain):  # warm-up

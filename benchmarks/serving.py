@@ -150,10 +150,10 @@ def bench_server(name: str, args, prompts: list[str]) -> dict:
         startup = time.perf_counter() - t_start
         print(f"   up after {startup:.0f} s at {base_url}", flush=True)
         native = None
-        if isinstance(ctx, LocalServer):  # the kit's server says on /health whether it decodes natively
+        if isinstance(ctx, LocalServer):  # the kit's server says on /health whether its steps run natively
             with urllib.request.urlopen(f"{ctx.url}/health", timeout=10) as resp:
                 native = bool(json.load(resp).get("native"))
-            print(f"   native decode step: {native}", flush=True)
+            print(f"   native step: {native}", flush=True)
         # warm-up: one request alone, then one batch-sized burst
         asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], 1, 1, args.max_tokens, 300))
         asyncio.run(closed_loop(base_url, model, prompts[-args.clients:], min(4, args.clients), 1,
@@ -218,7 +218,7 @@ def ceilings(names) -> dict:
 # Report
 # --------------------------------------------------------------------------------------------
 def _native_summary(results: list[dict]) -> str:
-    """What each kit server's /health said of its native decode step, e.g. ``true for all 3``."""
+    """What each kit server's /health said of its native step, e.g. ``true for all 3``."""
     kit = [r for r in results if r["server"].startswith("kit")]
     if kit and all(r.get("native") for r in kit):
         return f"true for all {len(kit)}"
@@ -264,7 +264,7 @@ def render(results: list[dict], args, elapsed: float, load: tuple, ceiling: dict
              f"vllm.entrypoints.openai.api_server --dtype float32|bfloat16 --max-num-seqs {args.batch}` with its "
              "default threading); `transformers serve <cached model dir> --continuous-batching --device cpu "
              "--dtype float32` (transformers' own server: paged attention, continuous batching). The kit's "
-             f"servers ran decode-only steps with the native step (`decode.c`): `/health` said `native` "
+             f"servers ran their steps (decode rows and prompt chunks) with the native step (`decode.c`): `/health` said `native` "
              f"{_native_summary(results)}. They run with `tradeoffs.threads.SERVE_ENV` (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=10000`), "
              "transformers with `OMP_WAIT_POLICY=PASSIVE`, both with torch's default of one thread per core.", "",
              "### Start-up and single-stream decode", "",
@@ -316,8 +316,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="max_batch_size of the batched kit server")
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--slo", type=float, default=8.0, help="p99 latency target, seconds")
-    ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8, 1.0, 1.25],
-                    help="open-loop rates as fractions of the closed-loop capacity")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.8, 1.0, 1.25, 1.5, 2.0],
+                    help="open-loop rates as fractions of the closed-loop capacity (the sweep stops at the "
+                         "first at or above 1.0 that misses the SLO)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per rate")
     ap.add_argument("--min-requests", type=int, default=10, help="at least this many arrivals per rate")
     ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request, seconds")

@@ -80,9 +80,9 @@ def doctor(load: bool = typer.Option(True, help="load both models and run them o
         from .serve import native
 
         try:  # optional: without it the server decodes with its PyTorch step, the same computation, slower
-            results.append(_check("serving decode step", True, f"native, built with the C compiler ({native.build()})"))
+            results.append(_check("serving step", True, f"native, built with the C compiler ({native.build()})"))
         except native.NativeUnavailable as exc:
-            results.append(_check("serving decode step", True, f"PyTorch: the native step is unavailable ({exc}); "
+            results.append(_check("serving step", True, f"PyTorch: the native step is unavailable ({exc}); "
                                                                "install gcc for a faster single-stream decode"))
     except Exception as exc:  # broken torch install
         results.append(_check("torch", False, str(exc), "run `make install`"))

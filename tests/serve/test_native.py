@@ -1,4 +1,4 @@
-"""The native decode step (decode.c through tradeoffs.serve.native): its logits are the PyTorch
+"""The native step (decode.c through tradeoffs.serve.native): its logits are the PyTorch
 step's within rounding in float32 and bfloat16, it is built once and cached, and wherever it cannot
 be built, or does not agree with the PyTorch step, the engine says why and runs the PyTorch step
 with the same answers."""
@@ -128,7 +128,7 @@ def test_no_compiler_falls_back_to_the_pytorch_step(models_by_dtype, monkeypatch
     with caplog.at_level("WARNING", logger="tradeoffs.serve"):
         engine = BatchEngine.from_chat_model(chat, max_batch_size=2)
     assert engine.native is None
-    assert "the native decode step is unavailable (no C compiler found (install gcc, or set CC to one))" in caplog.text
+    assert "the native step is unavailable (no C compiler found (install gcc, or set CC to one))" in caplog.text
     _, ids = _decode_logits(engine, chat)
     _, want = _decode_logits(BatchEngine.from_chat_model(chat, max_batch_size=2, native=False), chat)
     assert ids == want

@@ -58,7 +58,7 @@ class ServeConfig:
                               "AVX512-BF16 or AMX, or a GPU that supports it; float32 elsewhere)")
     compile: bool = _opt(False, "compile the layers' dense blocks with torch.compile (adds seconds to start-up; "
                                 "falls back to eager mode, with a warning, where compilation fails)")
-    native: bool = _opt(True, "run decode-only steps with the engine's native (C) step, built at start-up with the "
+    native: bool = _opt(True, "run the engine's steps with its native (C) step, built at start-up with the "
                               "system's C compiler (falls back to the PyTorch step, with a warning, where it "
                               "cannot be built)")
     embedder: bool = _opt(True, "also load MiniLM and serve /v1/embeddings (--no-embedder: chat only, "

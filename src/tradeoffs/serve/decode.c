@@ -131,7 +131,7 @@ static void blocked_rows(const void *W, const void *bias, int K, int M, const ui
 #include <sys/syscall.h>
 #include <unistd.h>
 /* AMX: with the same blocked layout, 16 column pairs of a block are exactly a B tile (16 rows of 64
- * bytes, contiguous), and up to 16 sequences' 32 columns an A tile: one tile instruction does what 16
+ * bytes, contiguous), and up to 16 rows' 32 columns an A tile: one tile instruction does what 16
  * dot-product instructions per sequence do above. The OS must grant the tile state once per process. */
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -222,7 +222,7 @@ int blocked_layout(void) { return 0; }
 int amx_available(void) { return 0; }
 #endif
 
-/* Y[s * ldy + n] = round(W[n] . X[s] + bias[n]) for rows n in [n0, n1) and sequences s < M.
+/* Y[s * ldy + n] = round(W[n] . X[s] + bias[n]) for rows n in [n0, n1) and input rows s < M.
  * X holds the M input vectors, already rounded to the dtype: as floats (xf, K apart) and, for
  * bfloat16, as bf16 bits too (xb, K apart). W is (N, K) row-major, or blocked (m->blocked). */
 static void matrix_rows(const Model *m, const void *W, const void *bias, int K, int M, const float *xf,

@@ -230,7 +230,7 @@ class BatchEngine:
         Compile the per-token work with ``torch.compile`` (eager mode where that fails; see
         :attr:`compiled`).
     native : bool
-        Run decode-only steps with the native (C) step where it builds and agrees with the PyTorch
+        Run steps with the native (C) step where it builds and agrees with the PyTorch
         step (see :attr:`native`).
 
     Examples
@@ -280,7 +280,7 @@ class BatchEngine:
         self.stats = {"steps": 0, "step_tokens": 0, "prefix_tokens_reused": 0}
         self.net = PackedLlama(model, compile=compile)
         self.last_logits: torch.Tensor | None = None  # the latest step's logits (one row per emitted token)
-        #: The native decode step, or None where it is off or unavailable (the PyTorch step runs).
+        #: The native step, or None where it is off or unavailable (the PyTorch step runs).
         self.native: NativeDecoder | None = None
         #: Most rows (tokens) a step runs natively; larger steps (long prompt chunks) run the PyTorch step,
         #: whose oneDNN kernels won past about 100 rows in bfloat16 and 24 in float32 on the reference
@@ -291,7 +291,7 @@ class BatchEngine:
             try:
                 self.native = self._checked_native()
             except NativeUnavailable as exc:
-                log.warning("the native decode step is unavailable (%s); the engine runs its PyTorch step, "
+                log.warning("the native step is unavailable (%s); the engine runs its PyTorch step, "
                             "the same computation, only slower", exc)
         #: Most tokens one step takes. In bfloat16 the native and PyTorch steps differ by 1-2% of the
         #: logits' range, so with the native step on, prompt chunks are cut to fit ``native_rows`` and

@@ -1,11 +1,12 @@
-"""The engine's native decode step: ``decode.c`` built with the system's C compiler, called through ctypes.
+"""The engine's native step: ``decode.c`` built with the system's C compiler, called through ctypes.
 
-When every running request decodes one token (no prompt is being prefilled), the engine's step is
-the batch-1 (or batch-M) decode that serving spends most of its time in, and it is bound by reading
-the weights. :class:`PackedLlama`'s PyTorch forward spends about half of such a step elsewhere: some
-40 small operations per layer, each with its own dispatch, and matrix-vector kernels not tuned for
-one row. ``decode.c`` does the same computation (same rounding points, float32 sums) as one parallel
-region per step, streaming each weight matrix once for all the sequences (see its header).
+Serving spends most of its time in steps of a few rows: one per decoding request, plus the prompt
+chunks prefilled beside them. Such a step is bound by reading the weights, and
+:class:`PackedLlama`'s PyTorch forward spends about half of it elsewhere: some 40 small operations
+per layer, each with its own dispatch, and matrix kernels not tuned for a few rows. ``decode.c``
+does the same computation (same rounding points, float32 sums) as one parallel region per step,
+streaming each weight matrix once for all the rows (see its header). The engine uses it for steps
+of up to ``engine.NATIVE_ROWS`` tokens.
 
 It is built once per machine, at server start-up: ``cc -O3 -march=native -fopenmp`` into the kit's
 cache (``~/.cache/tradeoffs/native/<hash>/``; the hash covers the source, the flags, the compiler and
