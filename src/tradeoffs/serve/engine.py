@@ -33,7 +33,8 @@ prompt chunks beside them) run in C instead (:mod:`.native`, built from ``decode
 with the system's C compiler): the same computation, one parallel region per step. It is checked
 against this module's PyTorch step when the engine starts (a prompt step and a decode step), and
 where it cannot be built the PyTorch step runs (:attr:`BatchEngine.native` is ``None`` then, and
-the log says why). Longer prompt chunks run the PyTorch step, whose matrix kernels win there.
+the log says why). Longer steps run the PyTorch step, whose matrix kernels are as fast there, except
+in bfloat16, where prompt chunks are cut to fit (see below).
 
 Prefix cache
 ------------
@@ -283,8 +284,8 @@ class BatchEngine:
         #: The native step, or None where it is off or unavailable (the PyTorch step runs).
         self.native: NativeDecoder | None = None
         #: Most rows (tokens) a step runs natively; larger steps (long prompt chunks) run the PyTorch step,
-        #: whose oneDNN kernels won past about 100 rows in bfloat16 and 24 in float32 on the reference
-        #: machine (``benchmarks/engine_step.py``, docs/benchmarks.md).
+        #: whose oneDNN kernels were as fast or faster past about 100 rows in bfloat16 and 24 in float32 on
+        #: the reference machine (``benchmarks/engine_step.py``, docs/benchmarks.md).
         self.native_rows = min(self.max_step_tokens, NATIVE_ROWS.get(self.dtype, 0))
         self.step_tokens = self.max_step_tokens  # see below
         if native:
@@ -319,8 +320,9 @@ class BatchEngine:
             self.step()  # one decode step
             want.append(self.last_logits[0].clone())
             # the same two steps natively (the prompt's keys and values are written again)
-            got = [native(prompt, range(len(prompt)), [0] * len(prompt), self._keys, self._values, [len(prompt) - 1])[0],
-                   native([probe.output_ids[0]], [len(prompt)], [0], self._keys, self._values)[0]]
+            n = len(prompt)
+            got = [native(prompt, range(n), [0] * n, self._keys, self._values, [n - 1])[0],
+                   native([probe.output_ids[0]], [n], [0], self._keys, self._values)[0]]
         finally:
             self.cancel_all()
             self.stats, self.last_logits = stats, None

@@ -137,7 +137,7 @@ def _pointers(tensors: Sequence[torch.Tensor | None]) -> ctypes.Array:
 
 
 class NativeDecoder:
-    """The decode step of a :class:`~.llama.PackedLlama` in C.
+    """The forward step of a :class:`~.llama.PackedLlama` in C: decode rows and prompt chunks.
 
     Parameters
     ----------
