@@ -25,7 +25,10 @@ For each server this script (the load generator, a separate process from the ser
   the previous answer arrives;
 * an **open loop**: Poisson arrivals at a range of rates (fractions of the closed-loop capacity),
   the way real users arrive: nobody waits for the server before sending. It reports the highest
-  rate whose p99 latency meets ``--slo`` seconds.
+  rate whose p99 latency meets ``--slo`` seconds. Each rate lasts ``--duration`` seconds, so a rate
+  a little above a server's capacity can still meet the SLO (its queue has not grown long enough
+  yet): the tokens/s at the highest passing rate is then about the server's capacity, for every
+  server alike.
 
 Every request streams (so time to first token is measured), is greedy (``temperature=0``), asks for
 ``--max-tokens`` tokens, and carries a different support ticket from the kit's dataset, so only the
