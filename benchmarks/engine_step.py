@@ -76,13 +76,12 @@ def measure(dtype_name: str) -> tuple[list[dict], list[dict]]:
     from tradeoffs.serve.engine import BatchEngine
 
     chat = load_chat_model("cpu", dtype=getattr(torch, dtype_name))
-    native = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES))
+    native = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES), prefix_cache=False)
     if native.native is None:
         raise SystemExit("the native step is unavailable here (see the warning above): nothing to compare")
     # time it at every size, whatever the engine's defaults (which cut bfloat16 prompt chunks to fit)
     native.native_rows = native.step_tokens = native.max_step_tokens
     plain = BatchEngine.from_chat_model(chat, max_batch_size=max(BATCHES), native=False, prefix_cache=False)
-    native.prefix_cache = False
     for engine in (native, plain):  # warm-up
         step_ms(engine, chat, 2, tokens=4)
     rows = []

@@ -196,8 +196,8 @@ static void amx_rows(const void *W, const void *bias, int K, int M, const uint16
     }
 }
 
-/* Configure this thread's tiles for M rows (C: M x 16 floats, A: M x 32 bf16, B: 16 x 32 bf16; M <= 16),
- * keeping whatever configuration the thread had (oneDNN's, say) to put back after. */
+/* Configure this thread's tiles as amx_rows uses them, M <= 16 rows each (C 0-3: M x 16 floats, A 4-5:
+ * M x 32 bf16, B 6-7: 16 x 32 bf16), keeping whatever configuration the thread had (oneDNN's, say). */
 static void amx_begin(int M, TileConfig *saved) {
     TileConfig cfg;
     memset(&cfg, 0, sizeof cfg);

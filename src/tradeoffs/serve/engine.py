@@ -503,8 +503,9 @@ class BatchEngine:
                 budget -= n
         self._ensure_capacity(max(r.cached + 1 for r in self.running) + max((c[3] for c in chunks), default=0))
         # the packed positions whose logits we need: every decoding request's, and each prompt's last
-        keep = dec_tokens + [start + n - 1 for _, r, start, n in chunks if r.cached + n == r.prompt_tokens]
-        owners = [self.running[s] for s in dec_slots] + [r for _, r, _, n in chunks if r.cached + n == r.prompt_tokens]
+        ending = [(r, start + n - 1) for _, r, start, n in chunks if r.cached + n == r.prompt_tokens]
+        keep = dec_tokens + [at for _, at in ending]
+        owners = [self.running[s] for s in dec_slots] + [r for r, _ in ending]
         if self.native is not None and len(ids) <= self.native_rows:
             slots = dec_slots + [slot for slot, _, _, n in chunks for _ in range(n)]
             logits = self.native(ids, pos, slots, self._keys, self._values, keep)
